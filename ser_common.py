@@ -1,0 +1,474 @@
+"""Definitions shared by every script of the pipeline.
+
+One module, imported by ``download_data.py``, ``tess_pipeline.py``, ``create_features.py``,
+``neural_network.py``, ``live_predictions.py`` and ``plot_model.py``, so that paths, the label
+map, file-name parsing, audio loading and feature parameters can never drift between training
+and prediction.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# Paths
+# --------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent
+FEATURES_DIR = ROOT / "features"          # Actor_XX audio folders and the .joblib feature files
+MODELS_DIR = ROOT / "models"
+MEDIA_DIR = ROOT / "media"
+DATA_DIR = ROOT / "data"                  # downloads and the raw TESS tree
+TESS_SOURCE_DIR = DATA_DIR / "tess"       # where download_data.py leaves TESS for tess_pipeline.py
+TESS_MANIFEST = FEATURES_DIR / "tess_manifest.csv"
+DEFAULT_MODEL = MODELS_DIR / "Emotion_Voice_Detection_Model.h5"
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+
+# --------------------------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------------------------
+EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+"""Label ``i`` is ``EMOTIONS[i]``; the RAVDESS emotion code is ``i + 1``."""
+LABEL_MAP = {i: name for i, name in enumerate(EMOTIONS)}
+N_CLASSES = len(EMOTIONS)
+
+# TESS emotion word -> RAVDESS emotion code; TESS speaker -> actor number in features/.
+TESS_EMOTION_CODES = {"neutral": 1, "happy": 3, "sad": 4, "angry": 5, "fear": 6,
+                      "disgust": 7, "ps": 8}
+TESS_FOLDER_EMOTIONS = {"pleasant_surprise": "ps", "pleasant_surprised": "ps"}
+TESS_ACTORS = {"YAF": 25, "OAF": 26}
+TESS_SPEAKERS = {v: k for k, v in TESS_ACTORS.items()}
+
+# Expected sizes of the corpora (files).
+RAVDESS_SPEECH_PER_ACTOR = 60
+TESS_FILES = 2800
+
+CORPORA = ("ravdess_speech", "ravdess_song", "tess")
+
+
+class RavdessName(NamedTuple):
+    """Fields of a RAVDESS file name ``MM-VV-EE-II-SS-RR-AA``."""
+    modality: int
+    vocal_channel: int     # 1 speech, 2 song
+    emotion: int           # RAVDESS code 1..8
+    intensity: int         # 1 normal, 2 strong
+    statement: int
+    repetition: int
+    actor: int
+
+    @property
+    def label(self) -> int:
+        """Class index 0..7 (emotion code - 1)."""
+        return self.emotion - 1
+
+    @property
+    def corpus(self) -> str:
+        """``tess`` for actors 25/26, else ``ravdess_speech`` or ``ravdess_song``."""
+        if self.actor in TESS_SPEAKERS:
+            return "tess"
+        return "ravdess_speech" if self.vocal_channel == 1 else "ravdess_song"
+
+
+def parse_ravdess_name(path: str | os.PathLike) -> RavdessName:
+    """Parse a RAVDESS-style file name (also the renamed TESS files).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the broken rule.
+    """
+    stem = Path(path).name.split(".")[0]
+    parts = stem.split("-")
+    if len(parts) != 7 or not all(len(p) == 2 and p.isdigit() for p in parts):
+        raise ValueError(f"{path}: not a RAVDESS-style name (expected 7 two-digit fields "
+                         f"MM-VV-EE-II-SS-RR-AA, got {stem!r})")
+    f = RavdessName(*(int(p) for p in parts))
+    if not 1 <= f.emotion <= N_CLASSES:
+        raise ValueError(f"{path}: emotion code {f.emotion:02d} is not in 01..08")
+    if f.vocal_channel not in (1, 2):
+        raise ValueError(f"{path}: vocal channel {f.vocal_channel:02d} is not 01 or 02")
+    if f.intensity not in (1, 2):
+        raise ValueError(f"{path}: intensity {f.intensity:02d} is not 01 or 02")
+    if f.actor < 1:
+        raise ValueError(f"{path}: actor {f.actor:02d} is not >= 01")
+    return f
+
+
+class TessName(NamedTuple):
+    speaker: str   # "YAF" or "OAF"
+    word: str
+    emotion: str   # key of TESS_EMOTION_CODES
+
+
+def parse_tess_name(path: str | os.PathLike) -> TessName:
+    """Parse an original TESS path ``<FOLDER>/<SPEAKER>_<word>_<emotion>.wav``.
+
+    The speaker is taken from the folder when the file's own prefix is not a TESS speaker
+    (the real corpus has ``OAF_neutral/OA_bite_neutral.wav``); the emotion from the file name,
+    else from the folder.
+    """
+    p = Path(path)
+    stem = p.name.split(".")[0]
+    parts = stem.split("_")
+    if len(parts) < 3:
+        raise ValueError(f"{path}: not a TESS name (expected SPEAKER_word_emotion)")
+    folder = p.parent.name
+    folder_speaker = folder.split("_")[0].upper()
+    speaker = parts[0].upper()
+    if speaker not in TESS_ACTORS:
+        if folder_speaker in TESS_ACTORS:
+            speaker = folder_speaker
+        else:
+            raise ValueError(f"{path}: unknown TESS speaker {parts[0]!r} (expected YAF or OAF, "
+                             f"from the name or the folder)")
+    emotion = parts[-1].lower()
+    if emotion not in TESS_EMOTION_CODES:
+        folder_emotion = "_".join(folder.split("_")[1:]).lower()
+        folder_emotion = TESS_FOLDER_EMOTIONS.get(folder_emotion, folder_emotion)
+        if folder_emotion in TESS_EMOTION_CODES:
+            emotion = folder_emotion
+        else:
+            raise ValueError(f"{path}: unknown TESS emotion {parts[-1]!r} "
+                             f"(expected one of {', '.join(TESS_EMOTION_CODES)})")
+    word = "_".join(parts[1:-1]).lower()
+    return TessName(speaker, word, emotion)
+
+
+def list_audio_files(folder: str | os.PathLike) -> list[Path]:
+    """All audio files (by extension) under ``folder``, recursively, sorted."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def actor_dirs(features_dir: str | os.PathLike = FEATURES_DIR) -> list[Path]:
+    """The ``Actor_XX`` folders under ``features_dir``, sorted."""
+    d = Path(features_dir)
+    return sorted(p for p in d.glob("Actor_*") if p.is_dir())
+
+
+# --------------------------------------------------------------------------------------------
+# Audio
+# --------------------------------------------------------------------------------------------
+SAMPLE_RATE = 22050
+N_FFT = 2048
+HOP_LENGTH = 512
+N_MFCC = 40
+N_CHROMA = 12
+N_CONTRAST_BANDS = 6           # spectral contrast gives n_bands + 1 = 7 values
+MIN_SAMPLES = N_FFT            # shorter than one FFT frame cannot be judged
+SILENCE_PEAK_DBFS = -60.0      # a clip whose peak is below this is "silent"
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message names the file and the problem."""
+
+
+def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Read any libsndfile format, mix to mono and resample with soxr (librosa's default).
+
+    This is the single loader of the project: training features and live predictions go
+    through it, so they cannot differ by resampler.
+
+    Parameters
+    ----------
+    path : path-like
+        WAV, FLAC, AIFF (also AIFF data named ``.wav``), OGG; any rate, any channel count.
+    sr : int, keyword-only
+        Target sample rate.
+
+    Returns
+    -------
+    y : np.ndarray, shape (n_samples,), float32
+    """
+    import soundfile as sf
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            file_sr = f.samplerate
+            declared = f.frames
+            data = f.read(dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile's own errors are of several types
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AudioError(f"{path}: not readable audio ({msg})") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: no audio samples")
+    if declared > 0 and data.shape[0] < declared:
+        raise AudioError(f"{path}: truncated ({data.shape[0]} of {declared} frames)")
+    missing = _wav_missing_bytes(path)
+    if missing:
+        raise AudioError(f"{path}: truncated WAV ({missing} bytes of its data chunk are missing)")
+    y = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    if file_sr != sr:
+        import librosa
+        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq")
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """For a RIFF/WAVE file, how many bytes of the declared data chunk are not in the file.
+
+    libsndfile silently reads what is there; a cut download should not pass as a short clip.
+    """
+    import struct
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, clen = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                if clen in (0, 0xFFFFFFFF):      # streaming writers leave it unset
+                    return 0
+                return max(0, pos + 8 + clen - size)
+            pos += 8 + clen + (clen & 1)
+    return 0
+
+
+def check_signal(y: np.ndarray, *, name: str = "signal") -> None:
+    """Refuse a signal that cannot be judged: too short, non-finite or silent."""
+    if y.ndim != 1:
+        raise AudioError(f"{name}: expected mono audio of shape (n,), got {y.shape}")
+    if y.shape[0] < MIN_SAMPLES:
+        raise AudioError(f"{name}: too short ({y.shape[0]} samples < {MIN_SAMPLES}, "
+                         f"one FFT frame)")
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+    peak = float(np.max(np.abs(y)))
+    if peak <= 10 ** (SILENCE_PEAK_DBFS / 20):
+        raise AudioError(f"{name}: silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS "
+                         f"< {SILENCE_PEAK_DBFS:.0f} dBFS), no speech detected")
+
+
+# --------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------
+BASE_FEATURES = ("mfcc", "chroma", "contrast")
+FEATURE_SETS = ("mfcc", "chroma", "contrast", "combined")
+FEATURE_DIMS = {"mfcc": N_MFCC, "chroma": N_CHROMA, "contrast": N_CONTRAST_BANDS + 1,
+                "combined": N_MFCC + N_CHROMA + N_CONTRAST_BANDS + 1}
+FEATURE_PARAMS = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH,
+                  "n_mfcc": N_MFCC, "n_chroma": N_CHROMA, "n_contrast_bands": N_CONTRAST_BANDS,
+                  "resampler": "soxr_hq", "pooling": "mean"}
+FEATURE_VERSION = 1  # bump when the extraction code changes what it computes
+
+
+def feature_params(feature: str) -> dict:
+    """Parameters that define a feature set (stored in caches and model sidecars)."""
+    if feature not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature!r} (choose from {', '.join(FEATURE_SETS)})")
+    return {"feature": feature, "dim": FEATURE_DIMS[feature], "version": FEATURE_VERSION,
+            **FEATURE_PARAMS}
+
+
+def params_hash(params: dict) -> str:
+    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
+                     sets: tuple[str, ...] = ("mfcc",)) -> dict[str, np.ndarray]:
+    """Mean-over-time features of one utterance, computing the STFT once.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio at ``sr`` (from :func:`load_audio`).
+    sr : int, keyword-only
+    sets : tuple of str, keyword-only
+        Any of ``mfcc`` (40), ``chroma`` (12), ``contrast`` (7), ``combined`` (59: the three
+        concatenated in that order).
+
+    Returns
+    -------
+    dict
+        name -> np.ndarray of shape (FEATURE_DIMS[name],), float32, all finite.
+    """
+    import librosa
+    unknown = [s for s in sets if s not in FEATURE_SETS]
+    if unknown:
+        raise ValueError(f"unknown feature set(s) {unknown} (choose from {FEATURE_SETS})")
+    check_signal(y)
+    need = set(sets)
+    if "combined" in need:
+        need |= set(BASE_FEATURES)
+    y = np.asarray(y, dtype=np.float32)
+    out: dict[str, np.ndarray] = {}
+    S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH))
+    if "mfcc" in need:
+        mel = librosa.feature.melspectrogram(S=S ** 2, sr=sr)
+        m = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
+        out["mfcc"] = m.mean(axis=1)
+    if "chroma" in need:
+        out["chroma"] = librosa.feature.chroma_stft(S=S, sr=sr, n_chroma=N_CHROMA).mean(axis=1)
+    if "contrast" in need:
+        out["contrast"] = librosa.feature.spectral_contrast(
+            S=S, sr=sr, n_bands=N_CONTRAST_BANDS).mean(axis=1)
+    if "combined" in need:
+        out["combined"] = np.concatenate([out["mfcc"], out["chroma"], out["contrast"]])
+    result = {}
+    for s in sets:
+        v = np.asarray(out[s], dtype=np.float32)
+        if not np.all(np.isfinite(v)):
+            raise AudioError("features are not finite")
+        result[s] = v
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Safe writing
+# --------------------------------------------------------------------------------------------
+@contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` only on success."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix,
+                               dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Models and their sidecar (the checkpoint carries its config, so prediction cannot drift)
+# --------------------------------------------------------------------------------------------
+SIDECAR_FORMAT = 1
+SIDECAR_KEYS = ("format", "model", "labels", "feature", "feature_params", "input_shape",
+                "normalization", "adaptation")
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """``models/X.h5`` -> ``models/X.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def save_model(model, path: str | os.PathLike, sidecar: dict) -> None:
+    """Save a Keras model as H5 plus its JSON sidecar, both written atomically.
+
+    ``sidecar`` must hold at least :data:`SIDECAR_KEYS` (``format`` is filled in).
+    """
+    import warnings
+    sidecar = {"format": SIDECAR_FORMAT, **sidecar}
+    missing = [k for k in SIDECAR_KEYS if k not in sidecar]
+    if missing:
+        raise ValueError(f"sidecar for {path} lacks {missing}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.unlink()   # h5py wants to create it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras 3 calls H5 "legacy"
+            model.save(str(tmp))
+    write_json(sidecar_path(path), sidecar)
+
+
+def read_sidecar(model_path: str | os.PathLike) -> dict:
+    """Read and check the sidecar of ``model_path``; errors name the file and the problem."""
+    sp = sidecar_path(model_path)
+    if not sp.exists():
+        raise FileNotFoundError(f"{sp}: model sidecar not found (needed beside {model_path})")
+    try:
+        meta = json.loads(sp.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{sp}: not valid JSON ({e})") from None
+    missing = [k for k in SIDECAR_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{sp}: sidecar lacks {', '.join(missing)}")
+    if list(meta["labels"]) != list(EMOTIONS):
+        raise ValueError(f"{sp}: label map {meta['labels']} differs from this version's "
+                         f"{list(EMOTIONS)}")
+    fp = meta["feature_params"]
+    if meta["feature"] in FEATURE_SETS and fp != feature_params(meta["feature"]):
+        raise ValueError(f"{sp}: model was trained with feature parameters {fp}, this version "
+                         f"computes {feature_params(meta['feature'])}; retrain it")
+    return meta
+
+
+def load_model(model_path: str | os.PathLike = DEFAULT_MODEL):
+    """Load a saved model and its sidecar; refuse a model whose input does not match.
+
+    Returns
+    -------
+    model : keras.Model
+        Uncompiled (Keras 3 cannot continue training an H5 model compiled on load; compile it
+        again to train).
+    meta : dict
+        The sidecar.
+    """
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path}: model file not found (train one with "
+                                f"neural_network.py, or pass --model)")
+    meta = read_sidecar(model_path)
+    quiet_tensorflow()
+    import keras
+    try:
+        model = keras.models.load_model(str(model_path), compile=False)
+    except Exception as e:
+        raise ValueError(f"{model_path}: cannot load model ({str(e).splitlines()[0]})") from None
+    want = tuple(meta["input_shape"])
+    have = tuple(model.input_shape[1:])
+    if have != want:
+        raise ValueError(f"{model_path}: model input {have} does not match its sidecar's "
+                         f"{want} (feature set {meta['feature']})")
+    if meta["feature"] in FEATURE_DIMS and want[0] != FEATURE_DIMS[meta["feature"]]:
+        raise ValueError(f"{model_path}: input size {want[0]} does not fit feature set "
+                         f"{meta['feature']} ({FEATURE_DIMS[meta['feature']]} values)")
+    return model, meta
+
+
+def normalize(X: np.ndarray, meta: dict) -> np.ndarray:
+    """Apply the sidecar's normalisation (``None`` or ``{"mean": [...], "std": [...]}``)."""
+    norm = meta.get("normalization")
+    X = np.asarray(X, dtype=np.float32)
+    if not norm:
+        return X
+    return (X - np.asarray(norm["mean"], np.float32)) / np.asarray(norm["std"], np.float32)
+
+
+def model_input(vectors: np.ndarray, meta: dict) -> np.ndarray:
+    """Feature vectors (n, d) -> the model's input (n, *input_shape), normalised."""
+    X = normalize(np.atleast_2d(vectors), meta)
+    return X.reshape((X.shape[0], *meta["input_shape"]))
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+    out = {}
+    for pkg in ("tensorflow-cpu", "tensorflow", "keras", "librosa", "numpy", "scikit-learn",
+                "soxr"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
