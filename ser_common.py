@@ -141,6 +141,50 @@ def parse_tess_name(path: str | os.PathLike) -> TessName:
     return TessName(speaker, word, emotion)
 
 
+TESS_WORDS_PER_STATEMENT = 99
+
+
+def tess_word_code(index: int) -> tuple[int, int]:
+    """Word number (0-based) -> (statement, repetition) fields of a renamed TESS file."""
+    if not 0 <= index < 99 * TESS_WORDS_PER_STATEMENT:
+        raise ValueError(f"TESS word index {index} out of range")
+    return index // TESS_WORDS_PER_STATEMENT + 1, index % TESS_WORDS_PER_STATEMENT + 1
+
+
+def tess_word_index(statement: int, repetition: int) -> int:
+    """Inverse of :func:`tess_word_code`."""
+    return (statement - 1) * TESS_WORDS_PER_STATEMENT + (repetition - 1)
+
+
+TESS_MANIFEST_FIELDS = ("name", "actor", "speaker", "emotion", "word", "word_index", "source")
+
+
+def read_tess_manifest(path: str | os.PathLike = TESS_MANIFEST) -> dict[str, dict]:
+    """The manifest written by tess_pipeline.py: renamed file name -> its row."""
+    import csv
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {row["name"]: row for row in csv.DictReader(f)}
+
+
+def parse_renamed_tess(path: str | os.PathLike, manifest: dict[str, dict]) -> TessName:
+    """(speaker, word, emotion) of a file renamed by tess_pipeline.py, from its name alone
+    for speaker and emotion and from the manifest's word numbering for the word."""
+    f = parse_ravdess_name(path)
+    if f.actor not in TESS_SPEAKERS:
+        raise ValueError(f"{path}: actor {f.actor} is not a TESS speaker (25 YAF, 26 OAF)")
+    code_to_emotion = {v: k for k, v in TESS_EMOTION_CODES.items()}
+    if f.emotion not in code_to_emotion:
+        raise ValueError(f"{path}: emotion code {f.emotion} does not occur in TESS")
+    index = tess_word_index(f.statement, f.repetition)
+    words = {int(r["word_index"]): r["word"] for r in manifest.values()}
+    if index not in words:
+        raise ValueError(f"{path}: word number {index} is not in the TESS manifest")
+    return TessName(TESS_SPEAKERS[f.actor], words[index], code_to_emotion[f.emotion])
+
+
 def list_audio_files(folder: str | os.PathLike) -> list[Path]:
     """All audio files (by extension) under ``folder``, recursively, sorted."""
     folder = Path(folder)
