@@ -1,0 +1,251 @@
+#!/usr/bin/env python
+"""Step 2: extract feature vectors from every audio file under features/Actor_XX/.
+
+Writes ``features/features_<set>.joblib`` for each feature set asked for: a dict with
+
+- ``X``: float32 array (n_files, dim), one row per audio file;
+- ``y``: int64 array (n_files,), labels 0..7 (RAVDESS emotion code - 1);
+- ``meta``: dict of arrays (n_files,): ``path`` (relative to the features folder), ``corpus``
+  (ravdess_speech, ravdess_song, tess), ``actor`` (1..26), ``vocal_channel``, ``intensity``,
+  ``statement``, ``repetition``;
+- ``feature`` and ``params``: the feature set and its parameters (ser_common.feature_params).
+
+Files are processed in parallel; every result is cached under ``features/.cache`` keyed by the
+file's path, size and modification time and by the feature parameters, so a re-run only
+processes new or changed files and an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ser_common as C
+
+CACHE_DIRNAME = ".cache"
+META_FIELDS = ("path", "corpus", "actor", "vocal_channel", "intensity", "statement",
+               "repetition")
+
+
+def output_path(features_dir: Path, feature: str) -> Path:
+    """Where the feature set ``feature`` is written."""
+    return Path(features_dir) / f"features_{feature}.joblib"
+
+
+def base_sets(feature_sets: list[str]) -> list[str]:
+    """The per-file sets to compute and cache (``combined`` is built from the three)."""
+    need = set()
+    for f in feature_sets:
+        need |= set(C.BASE_FEATURES) if f == "combined" else {f}
+    return [f for f in C.BASE_FEATURES if f in need]
+
+
+def _file_key(path: Path, rel: str) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{rel}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+
+
+def _cache_file(cache_dir: Path, base: str, key: str) -> Path:
+    params = C.feature_params(base)
+    return cache_dir / f"{base}-{C.params_hash(params)}" / key[:2] / f"{key}.npy"
+
+
+def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tuple:
+    """Worker: load one file, compute the missing base sets, cache them.
+
+    Returns ``(rel, {set: vector}, None)`` or ``(rel, None, error message)``.
+    """
+    try:
+        y = C.load_audio(path)
+        C.check_signal(y, name=path)
+        vecs = C.extract_features(y, sets=tuple(todo))
+    except (C.AudioError, ValueError) as e:
+        return rel, None, str(e)
+    except Exception as e:   # a worker must never take the run down
+        return rel, None, f"{path}: {type(e).__name__}: {e}"
+    if cache_dir is not None:
+        key = _file_key(Path(path), rel)
+        for base, v in vecs.items():
+            dest = _cache_file(Path(cache_dir), base, key)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with C.atomic_path(dest) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, v)
+    return rel, vecs, None
+
+
+def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, C.RavdessName]], list[str]]:
+    """Audio files of every Actor_XX folder with their parsed names; unparseable ones listed."""
+    files, problems = [], []
+    for d in C.actor_dirs(features_dir):
+        for p in C.list_audio_files(d):
+            rel = p.relative_to(features_dir).as_posix()
+            try:
+                files.append((p, rel, C.parse_ravdess_name(p)))
+            except ValueError as e:
+                problems.append(str(e))
+    return files, problems
+
+
+def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
+            feature_sets: list[str] = ("mfcc",), jobs: int = -1, use_cache: bool = True,
+            progress: bool = True, out_dir: str | os.PathLike | None = None,
+            backend: str | None = None) -> dict:
+    """Extract ``feature_sets`` for every file and write the ``.joblib`` outputs.
+
+    Returns
+    -------
+    dict
+        ``files`` (rows written), ``computed`` (files actually processed this run),
+        ``skipped`` (list of one-line messages), ``seconds``, ``outputs`` (paths).
+    """
+    import joblib
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    features_dir = Path(features_dir)
+    out_dir = Path(out_dir) if out_dir else features_dir
+    feature_sets = list(feature_sets)
+    for f in feature_sets:
+        C.feature_params(f)  # raises on an unknown set before any work
+    if not features_dir.is_dir():
+        raise FileNotFoundError(f"{features_dir}: features folder not found "
+                                f"(run download_data.py and tess_pipeline.py first)")
+    files, skipped = collect_files(features_dir)
+    if not files:
+        raise ValueError(f"{features_dir}: no audio files with RAVDESS-style names under "
+                         f"Actor_XX/ folders")
+    bases = base_sets(feature_sets)
+    cache_dir = features_dir / CACHE_DIRNAME if use_cache else None
+
+    results: dict[str, dict[str, np.ndarray]] = {}
+    tasks = []
+    for path, rel, _ in files:
+        have, todo = {}, []
+        if cache_dir is not None:
+            key = _file_key(path, rel)
+            for b in bases:
+                cf = _cache_file(cache_dir, b, key)
+                try:
+                    have[b] = np.load(cf)
+                except (FileNotFoundError, ValueError, OSError):
+                    todo.append(b)
+        else:
+            todo = list(bases)
+        results[rel] = have
+        if todo:
+            tasks.append((str(path), rel, todo))
+
+    errors: dict[str, str] = {}
+    if tasks:
+        import contextlib
+        n_jobs = jobs if jobs != 0 else 1
+        cache_arg = str(cache_dir) if cache_dir is not None else None
+        ctx = (joblib.parallel_config(backend=backend) if backend is not None
+               else contextlib.nullcontext())
+        with ctx:
+            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",
+                                       batch_size=8 if n_jobs != 1 else 1)
+            gen = parallel(joblib.delayed(_process)(p, r, todo, cache_arg)
+                           for p, r, todo in tasks)
+            for rel, vecs, err in tqdm(gen, total=len(tasks), desc="features", unit="file",
+                                       disable=not progress):
+                if err:
+                    errors[rel] = err
+                else:
+                    results[rel].update(vecs)
+    skipped += [errors[rel] for _, rel, _ in files if rel in errors]
+
+    rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
+    outputs = []
+    for f in feature_sets:
+        if rows:
+            if f == "combined":
+                X = np.stack([np.concatenate([results[rel][b] for b in C.BASE_FEATURES])
+                              for _, rel, _ in rows])
+            else:
+                X = np.stack([results[rel][f] for _, rel, _ in rows])
+        else:
+            X = np.zeros((0, C.FEATURE_DIMS[f]), np.float32)
+        X = X.astype(np.float32)
+        assert np.all(np.isfinite(X))
+        data = {"X": X,
+                "y": np.array([n.label for _, _, n in rows], dtype=np.int64),
+                "meta": {"path": np.array([rel for _, rel, _ in rows]),
+                         "corpus": np.array([n.corpus for _, _, n in rows]),
+                         "actor": np.array([n.actor for _, _, n in rows], dtype=np.int64),
+                         "vocal_channel": np.array([n.vocal_channel for _, _, n in rows],
+                                                   dtype=np.int64),
+                         "intensity": np.array([n.intensity for _, _, n in rows], np.int64),
+                         "statement": np.array([n.statement for _, _, n in rows], np.int64),
+                         "repetition": np.array([n.repetition for _, _, n in rows], np.int64)},
+                "feature": f, "params": C.feature_params(f)}
+        dest = output_path(out_dir, f)
+        with C.atomic_path(dest) as tmp:
+            joblib.dump(data, tmp)
+        outputs.append(dest)
+    return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
+            "skipped": skipped,
+            "seconds": time.perf_counter() - t0, "outputs": outputs}
+
+
+def load_features(feature: str = "mfcc", *, features_dir: str | os.PathLike = C.FEATURES_DIR
+                  ) -> dict:
+    """Read ``features_<feature>.joblib`` (written by :func:`extract`), with checks."""
+    import joblib
+    path = output_path(Path(features_dir), feature)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: features not found (run: python create_features.py "
+                                f"--feature {feature})")
+    data = joblib.load(path)
+    if data.get("params") != C.feature_params(feature):
+        raise ValueError(f"{path}: made with other feature parameters than this version's; "
+                         f"re-run create_features.py")
+    return data
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--feature", default="mfcc", choices=[*C.FEATURE_SETS, "all"],
+                   help="feature set: mfcc (40), chroma (12), contrast (7), combined (59) "
+                        "or all four (one STFT per file)")
+    p.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR,
+                   help="folder with the Actor_XX audio folders")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where the .joblib files go (default: the features folder)")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="parallel worker processes (-1: all cores, 1: no parallelism)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="ignore and do not write the per-file cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sets = list(C.FEATURE_SETS) if args.feature == "all" else [args.feature]
+    try:
+        r = extract(args.features_dir, feature_sets=sets, jobs=args.jobs,
+                    use_cache=not args.no_cache, progress=not args.quiet, out_dir=args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for line in r["skipped"]:
+        print(f"skipped: {line}", file=sys.stderr)
+    n = r["files"] + len(r["skipped"])
+    rate = r["computed"] / r["seconds"] if r["seconds"] > 0 else 0.0
+    print(f"create_features: {n} files, {r['files']} rows, {len(r['skipped'])} skipped, "
+          f"{r['computed']} processed, {r['cached']} from cache, {r['seconds']:.1f} s, "
+          f"{rate:.0f} files/s; wrote "
+          + ", ".join(str(o) for o in r["outputs"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
