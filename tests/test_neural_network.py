@@ -1,0 +1,171 @@
+import json
+
+import joblib
+import numpy as np
+import pytest
+
+import neural_network as NN
+import ser_common as C
+
+
+def synthetic_features(folder, *, actors=range(1, 11), tess=True, classes=range(8),
+                       per=6, dim=40, seed=0):
+    """A features_mfcc.joblib whose classes are separable, with real-looking metadata."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, size=(8, dim))
+    rows = []
+    for a in actors:
+        for ch, corpus in ((1, "ravdess_speech"), (2, "ravdess_song")):
+            for c in classes:
+                for i in range(per // 2):
+                    rows.append((a, ch, corpus, c))
+    if tess:
+        for a in (25, 26):
+            for c in [c for c in classes if c != 1]:
+                for i in range(per):
+                    rows.append((a, 1, "tess", c))
+    y = np.array([r[3] for r in rows])
+    X = (centers[y] + rng.normal(0, 1.0, size=(len(rows), dim))).astype(np.float32)
+    meta = {"path": np.array([f"Actor_{r[0]:02d}/{i}.wav" for i, r in enumerate(rows)]),
+            "corpus": np.array([r[2] for r in rows]),
+            "actor": np.array([r[0] for r in rows]),
+            "vocal_channel": np.array([r[1] for r in rows]),
+            "intensity": np.ones(len(rows), int), "statement": np.ones(len(rows), int),
+            "repetition": np.ones(len(rows), int)}
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"X": X, "y": y, "meta": meta, "feature": "mfcc",
+                 "params": C.feature_params("mfcc")}, folder / "features_mfcc.joblib")
+    return folder
+
+
+@pytest.fixture
+def feats(tmp_path):
+    return synthetic_features(tmp_path / "features")
+
+
+@pytest.mark.parametrize("name", list(NN.MODELS))
+def test_every_model_learns_in_two_epochs(name, feats):
+    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    fold = NN.Fold(np.arange(len(ds)), None, np.arange(0))
+    cfg = NN.TrainConfig(epochs=2, batch_size=16, norm="global")
+    model, hist, norm, _ = NN.train_one(name, ds, fold, cfg)
+    assert len(hist["loss"]) == 2 and hist["loss"][1] < hist["loss"][0]
+    assert model.output_shape == (None, 8)
+
+
+def test_speaker_folds_never_share_an_actor(feats):
+    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    folds = NN.split_speaker(ds, 1, k=5)
+    assert len(folds) == 5
+    tested = []
+    for f in folds:
+        a_tr, a_va, a_te = (set(ds.meta["actor"][i].tolist()) for i in (f.train, f.val, f.test))
+        assert not (a_tr & a_te) and not (a_va & a_te) and not (a_tr & a_va)
+        assert {25, 26} <= a_tr and not ({25, 26} & (a_te | a_va))
+        assert len(a_te) == 2 and len(a_va) == 2
+        tested += sorted(a_te)
+    assert sorted(tested) == list(range(1, 11))   # every RAVDESS actor tested exactly once
+
+
+def test_corpus_split_keeps_the_test_corpus_out(feats):
+    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    (f,) = NN.split_corpus(ds, 0, train_corpus="ravdess")
+    assert set(ds.meta["corpus"][f.test]) == {"tess"}
+    assert "tess" not in set(ds.meta["corpus"][np.concatenate([f.train, f.val])])
+    assert not set(ds.meta["actor"][f.train]) & set(ds.meta["actor"][f.val])
+    (g,) = NN.split_corpus(ds, 0, train_corpus="tess")
+    assert set(ds.meta["corpus"][np.concatenate([g.train, g.val])]) == {"tess"}
+    assert "tess" not in set(ds.meta["corpus"][g.test])
+    assert C.EMOTIONS.index("calm") not in set(ds.y[g.test])
+
+
+def test_random_split_is_the_original_split_minus_validation(feats):
+    ds = NN.load_dataset("mfcc", "song+tess", features_dir=feats)
+    (o,) = NN.split_original(ds)
+    (r,) = NN.split_random(ds)
+    np.testing.assert_array_equal(o.test, r.test)
+    assert o.test_is_val and not r.test_is_val
+    assert set(r.train) | set(r.val) == set(o.train) and not set(r.train) & set(r.val)
+
+
+def test_reports_results_and_replacement(feats, tmp_path):
+    media = tmp_path / "media"
+    args = ["--features-dir", str(feats), "--media-dir", str(media), "--epochs", "2",
+            "--quiet", "--no-save"]
+    assert NN.main(["--model", "all", "--protocol", "speaker", "--folds", "2", *args]) == 0
+    for name in ("loss.png", "accuracy.png", "confusion_matrix.png",
+                 "classification_report.png", "classification_report.txt",
+                 "model_comparison.png", "results.json", "results.md",
+                 "lstm_confusion_matrix.png"):
+        assert (media / name).stat().st_size > 100, name
+    assert "neutral" in (media / "classification_report.txt").read_text()
+    recs = json.loads((media / "results.json").read_text())
+    assert len(recs) == 4
+    for r in recs:
+        for k in ("model", "protocol", "subset", "feature", "accuracy", "uar", "macro_f1",
+                  "weighted_f1", "uar_std", "folds", "epochs", "train_seconds", "seed",
+                  "adaptation"):
+            assert k in r, k
+        assert r["protocol"] == "speaker" and len(r["folds"]) == 2 and 0 <= r["uar"] <= 1
+    assert NN.main(["--protocol", "corpus", "--train-corpus", "ravdess", *args]) == 0
+    assert NN.main(["--model", "basic_cnn", "--protocol", "speaker", "--folds", "2",
+                    "--seed", "7", *args]) == 0
+    recs2 = json.loads((media / "results.json").read_text())
+    assert len(recs2) == 5     # the basic_cnn speaker record was replaced, corpus added
+    basic = [r for r in recs2 if r["model"] == "basic_cnn" and r["protocol"] == "speaker"]
+    assert len(basic) == 1 and basic[0]["seed"] == 7
+    corpus = [r for r in recs2 if r["protocol"] == "corpus"][0]
+    assert corpus["train_corpus"] == "ravdess" and corpus["test_corpus"] == "tess"
+    assert 0 <= corpus["uar_restricted"] <= 1 and 0 <= corpus["uar_8way"] <= 1
+    assert "test-set-as-validation" not in (media / "results.md").read_text()
+    assert NN.main(["--protocol", "original", *args]) == 0
+    assert "original (test-set-as-validation)" in (media / "results.md").read_text()
+
+
+def test_seeded_runs_repeat(feats, tmp_path):
+    ds = NN.load_dataset("mfcc", "song+tess", features_dir=feats)
+    (f,) = NN.split_random(ds, 3)
+    cfg = NN.TrainConfig(epochs=2, batch_size=32, norm="global", seed=3)
+    a = NN.train_one("basic_cnn", ds, f, cfg)[1]["loss"]
+    b = NN.train_one("basic_cnn", ds, f, cfg)[1]["loss"]
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_h5_round_trip_sidecar_and_further_training(feats, tmp_path):
+    out = tmp_path / "models" / "m.h5"
+    cfg = NN.TrainConfig(epochs=2, batch_size=32, norm="global")
+    side = NN.train_final("improved_cnn", subset="speech+song+tess", feature="mfcc", cfg=cfg,
+                          out=out, features_dir=feats, epochs=2)
+    model, meta = C.load_model(out)
+    for k in (*C.SIDECAR_KEYS, "trained_on", "training", "protocol", "versions"):
+        assert k in meta, k
+    assert meta["feature_params"] == C.feature_params("mfcc")
+    assert meta["input_shape"] == [40, 1] and len(meta["normalization"]["mean"]) == 40
+    assert meta["trained_on"]["corpora"] == ["ravdess_song", "ravdess_speech", "tess"]
+    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    # the reloaded model predicts what the trained one did (retrain identically to compare)
+    keras_model, _, norm, _ = NN.train_one(
+        "improved_cnn", ds, NN.Fold(np.arange(len(ds)), None, np.arange(0)),
+        NN.TrainConfig(epochs=2, batch_size=32, norm="global"), epochs_fixed=True)
+    X = C.model_input(ds.X[:50], meta)
+    np.testing.assert_allclose(model.predict(X, verbose=0), keras_model.predict(X, verbose=0),
+                               atol=1e-5)
+    # loading with compile=False, then compiling, allows further training
+    NN.compile_model(model, 1e-3)
+    h = model.fit(X, ds.y[:50], epochs=1, verbose=0)
+    assert np.isfinite(h.history["loss"][0])
+
+
+def test_bad_input_is_a_clear_error(tmp_path, feats, capsys):
+    assert NN.main(["--features-dir", str(tmp_path / "none"), "--no-save"]) == 1
+    assert "features not found" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no rows"):
+        synthetic_features(tmp_path / "f2", tess=False)
+        NN.load_dataset("mfcc", "tess", features_dir=tmp_path / "f2")
+    with pytest.raises(ValueError, match="single class"):
+        synthetic_features(tmp_path / "f3", classes=[3])
+        NN.load_dataset("mfcc", "song", features_dir=tmp_path / "f3")
+    with pytest.raises(ValueError, match="unknown part"):
+        NN.parse_subset("song+voices")
+    assert NN.main(["--features-dir", str(feats), "--subset", "song+voices"]) == 1
+    assert "unknown part" in capsys.readouterr().err
