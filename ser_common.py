@@ -190,7 +190,7 @@ def list_audio_files(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     return sorted(p for p in folder.rglob("*")
                   if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-                  and not p.name.startswith("."))
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def actor_dirs(features_dir: str | os.PathLike = FEATURES_DIR) -> list[Path]:
@@ -304,10 +304,18 @@ def check_signal(y: np.ndarray, *, name: str = "signal") -> None:
 # --------------------------------------------------------------------------------------------
 # Features
 # --------------------------------------------------------------------------------------------
-BASE_FEATURES = ("mfcc", "chroma", "contrast")
-FEATURE_SETS = ("mfcc", "chroma", "contrast", "combined")
+BASE_FEATURES = ("mfcc", "chroma", "contrast")          # the parts of "combined"
+CACHED_FEATURES = ("mfcc", "chroma", "contrast", "stats")  # computed and cached per file
+FEATURE_SETS = ("mfcc", "chroma", "contrast", "combined", "stats")
+# "stats": pooled statistics of frame features over the utterance with its silence trimmed
+# (TRIM_TOP_DB): MFCC 40 + deltas + delta-deltas, chroma 12, contrast 7, RMS, ZCR, spectral
+# centroid, bandwidth, roll-off, flatness; for each, STATS over frames.
+TRIM_TOP_DB = 30
+STATS = ("mean", "std", "min", "max", "p10", "p50", "p90")
+STATS_FRAME_DIM = 3 * N_MFCC + N_CHROMA + (N_CONTRAST_BANDS + 1) + 6
 FEATURE_DIMS = {"mfcc": N_MFCC, "chroma": N_CHROMA, "contrast": N_CONTRAST_BANDS + 1,
-                "combined": N_MFCC + N_CHROMA + N_CONTRAST_BANDS + 1}
+                "combined": N_MFCC + N_CHROMA + N_CONTRAST_BANDS + 1,
+                "stats": STATS_FRAME_DIM * len(STATS)}
 FEATURE_PARAMS = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH,
                   "n_mfcc": N_MFCC, "n_chroma": N_CHROMA, "n_contrast_bands": N_CONTRAST_BANDS,
                   "resampler": "soxr_hq", "pooling": "mean"}
@@ -366,6 +374,8 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
             S=S, sr=sr, n_bands=N_CONTRAST_BANDS).mean(axis=1)
     if "combined" in need:
         out["combined"] = np.concatenate([out["mfcc"], out["chroma"], out["contrast"]])
+    if "stats" in need:
+        out["stats"] = _pooled_stats(y, sr)
     result = {}
     for s in sets:
         v = np.asarray(out[s], dtype=np.float32)
@@ -373,6 +383,37 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
             raise AudioError("features are not finite")
         result[s] = v
     return result
+
+
+def _pooled_stats(y: np.ndarray, sr: int) -> np.ndarray:
+    """Pooled statistics of frame features, shape (FEATURE_DIMS["stats"],)."""
+    import librosa
+    yt, _ = librosa.effects.trim(y, top_db=TRIM_TOP_DB, frame_length=N_FFT,
+                                 hop_length=HOP_LENGTH)
+    if len(yt) >= MIN_SAMPLES:
+        y = yt
+    S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH))
+    power = S ** 2
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(
+        librosa.feature.melspectrogram(S=power, sr=sr)), n_mfcc=N_MFCC)
+    d1 = librosa.feature.delta(mfcc, width=9, mode="nearest")
+    d2 = librosa.feature.delta(mfcc, width=9, order=2, mode="nearest")
+    frames = np.vstack([
+        mfcc, d1, d2,
+        librosa.feature.chroma_stft(S=S, sr=sr, n_chroma=N_CHROMA),
+        librosa.feature.spectral_contrast(S=S, sr=sr, n_bands=N_CONTRAST_BANDS),
+        librosa.feature.rms(S=S, frame_length=N_FFT),
+        librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP_LENGTH),
+        np.log1p(librosa.feature.spectral_centroid(S=S, sr=sr)),
+        np.log1p(librosa.feature.spectral_bandwidth(S=S, sr=sr)),
+        np.log1p(librosa.feature.spectral_rolloff(S=S, sr=sr)),
+        np.log10(librosa.feature.spectral_flatness(S=S) + 1e-10),
+    ])
+    n = min(f.shape[-1] for f in (frames,))
+    frames = frames[:, :n]
+    p10, p50, p90 = np.percentile(frames, [10, 50, 90], axis=1)
+    return np.concatenate([frames.mean(axis=1), frames.std(axis=1), frames.min(axis=1),
+                           frames.max(axis=1), p10, p50, p90]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,6 +545,51 @@ def model_input(vectors: np.ndarray, meta: dict) -> np.ndarray:
     """Feature vectors (n, d) -> the model's input (n, *input_shape), normalised."""
     X = normalize(np.atleast_2d(vectors), meta)
     return X.reshape((X.shape[0], *meta["input_shape"]))
+
+
+SPEAKER_PRIOR = 10.0   # pseudo-utterances of the population statistics in a speaker's estimate
+
+
+def speaker_stats(X: np.ndarray, prior: dict | None = None, *,
+                  prior_weight: float = SPEAKER_PRIOR) -> dict:
+    """Mean/std of one speaker's feature vectors, shrunk towards ``prior`` when few.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n_utterances, dim)
+    prior : dict, optional
+        Population ``{"mean", "std"}``; with it, the estimate is a weighted blend
+        (``prior_weight`` pseudo-utterances), so that a speaker with 3 utterances gets mostly
+        the population's std while one with 100 gets their own.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("speaker statistics need at least one utterance")
+    mean = X.mean(axis=0)
+    var = X.var(axis=0)
+    if prior is not None:
+        pm, ps = np.asarray(prior["mean"], float), np.asarray(prior["std"], float)
+        w = n / (n + prior_weight)
+        # shrink the variance strongly, the mean lightly (a mean is reliable much sooner)
+        mean = (n * mean + 1.0 * pm) / (n + 1.0)
+        var = w * var + (1 - w) * ps ** 2
+    std = np.sqrt(var)
+    std[std < 1e-6] = 1.0
+    return {"mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist(),
+            "n": int(n)}
+
+
+def speaker_normalize(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Z-score the rows of each group (speaker) with that group's own statistics."""
+    X = np.asarray(X, dtype=np.float32)
+    out = np.empty_like(X)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        st = speaker_stats(X[idx])
+        out[idx] = (X[idx] - np.asarray(st["mean"], np.float32)) / np.asarray(st["std"],
+                                                                              np.float32)
+    return out
 
 
 def library_versions() -> dict:
