@@ -42,7 +42,7 @@ def base_sets(feature_sets: list[str]) -> list[str]:
     need = set()
     for f in feature_sets:
         need |= set(C.BASE_FEATURES) if f == "combined" else {f}
-    return [f for f in C.BASE_FEATURES if f in need]
+    return [f for f in C.CACHED_FEATURES if f in need]
 
 
 def _file_key(path: Path, rel: str) -> str:
@@ -213,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--feature", default="mfcc", choices=[*C.FEATURE_SETS, "all"],
-                   help="feature set: mfcc (40), chroma (12), contrast (7), combined (59) "
-                        "or all four (one STFT per file)")
+                   help="feature set: mfcc (40), chroma (12), contrast (7), combined (59), "
+                        f"stats (pooled statistics, {C.FEATURE_DIMS['stats']}) or all of them "
+                        "(one STFT per file for the first four)")
     p.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR,
                    help="folder with the Actor_XX audio folders")
     p.add_argument("--out", type=Path, default=None,

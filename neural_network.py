@@ -95,6 +95,19 @@ def lstm(input_shape, n_classes=C.N_CLASSES):
                              L.Dense(n_classes, activation="softmax")], name="lstm")
 
 
+@register("mlp")
+def mlp(input_shape, n_classes=C.N_CLASSES):
+    """Beyond the original: an MLP for the pooled-statistics features (``--feature stats``)."""
+    keras, L = _layers()
+    return keras.Sequential([keras.Input(input_shape), L.Flatten(), L.Dropout(0.2),
+                             L.Dense(256, activation="relu"), L.Dropout(0.4),
+                             L.Dense(128, activation="relu"), L.Dropout(0.4),
+                             L.Dense(n_classes, activation="softmax")], name="mlp")
+
+
+ORIGINAL_MODELS = ("basic_cnn", "improved_cnn", "cnn_gru", "lstm")
+
+
 # --------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------
@@ -112,6 +125,11 @@ class Dataset:
 
     def __len__(self):
         return len(self.y)
+
+    def speaker_normalized(self) -> "Dataset":
+        """Each actor's rows z-scored with that actor's own statistics (labels unused)."""
+        X = C.speaker_normalize(self.X, self.meta["actor"])
+        return Dataset(X, self.y, self.meta, self.feature, self.params)
 
 
 def parse_subset(subset: str) -> list[str]:
@@ -226,7 +244,7 @@ class TrainConfig:
     epochs: int = 150
     batch_size: int = 16
     learning_rate: float = 0.001
-    patience: int = 15
+    patience: int = 10
     seed: int = 42
     norm: str = "none"          # none | global
     verbose: int = 0
@@ -444,6 +462,12 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
                    protocol: str, subset: str, progress: bool = True) -> dict:
     """Train ``model_name`` on every fold; returns the record plus pooled predictions."""
     from tqdm import tqdm
+    adaptation = "speaker" if cfg.norm == "speaker" else "none"
+    if adaptation == "speaker":
+        # every actor lies in one part of a speaker/corpus fold: statistics come from that
+        # actor's own unlabelled rows only
+        ds = ds.speaker_normalized()
+        cfg = TrainConfig(**{**cfg.__dict__, "norm": "none"})
     per_fold, hists, y_all, p_all, epochs, secs, uars_c = [], [], [], [], [], [], []
     last_model, last_norm = None, None
     for fold in tqdm(folds, desc=f"{model_name} [{protocol}]", unit="fold",
@@ -464,10 +488,11 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
         last_model, last_norm = model, norm
     agg = {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
     rec = {"model": model_name, "protocol": protocol, "subset": subset, "feature": ds.feature,
-           "adaptation": "none", **agg,
+           "adaptation": adaptation, **agg,
            "epochs": float(np.mean(epochs)), "train_seconds": float(np.sum(secs)),
            "seconds_per_epoch": float(np.sum(secs) / max(1, np.sum(epochs))),
-           "seed": cfg.seed, "batch_size": cfg.batch_size, "norm": cfg.norm,
+           "seed": cfg.seed, "batch_size": cfg.batch_size,
+           "norm": "speaker" if adaptation == "speaker" else cfg.norm,
            "n_train": int(np.mean([len(f.train) for f in folds])),
            "n_test": int(np.sum([len(f.test) for f in folds])),
            "versions": C.library_versions()}
@@ -565,6 +590,20 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
     return sidecar
 
 
+def _speaker_record(media_dir: Path, model: str, subset: str, feature: str, norm: str):
+    """The speaker-protocol figures of this configuration, if results.json has them."""
+    path = Path(media_dir) / "results.json"
+    if not path.exists():
+        return None
+    adaptation = "speaker" if norm == "speaker" else "none"
+    for r in json.loads(path.read_text()):
+        if (r["model"], r["protocol"], r["subset"], r["feature"], r.get("adaptation")) == \
+                (model, "speaker", subset, feature, adaptation):
+            return {k: r[k] for k in ("protocol", "uar", "uar_std", "accuracy", "macro_f1",
+                                      "weighted_f1") if k in r}
+    return None
+
+
 def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: str,
                  subset: str, record: dict, cfg: TrainConfig):
     sidecar = {"model": name, "labels": list(C.EMOTIONS), "feature": ds.feature,
@@ -589,7 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="improved_cnn", choices=[*MODELS, "all"],
-                   help="model to train, or all to compare them (default improved_cnn)")
+                   help="model to train, or all to compare the original four "
+                        "(default improved_cnn)")
     p.add_argument("--protocol", default="random", choices=PROTOCOLS,
                    help="evaluation protocol (default random)")
     p.add_argument("--subset", default=None,
@@ -603,11 +643,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "project, 64 otherwise: same results, 2-3x faster)")
     p.add_argument("--learning-rate", type=float, default=0.001,
                    help="RMSprop learning rate (default 0.001)")
-    p.add_argument("--patience", type=int, default=15,
-                   help="early-stopping patience in epochs on validation loss (default 15)")
-    p.add_argument("--norm", default=None, choices=["none", "global"],
-                   help="feature standardisation fitted on the training rows (default none "
-                        "for the original protocol, global otherwise)")
+    p.add_argument("--patience", type=int, default=10,
+                   help="early-stopping patience in epochs on validation loss (default 10)")
+    p.add_argument("--norm", default=None, choices=["none", "global", "speaker"],
+                   help="feature standardisation: global (fitted on the training rows), "
+                        "speaker (each speaker z-scored with the statistics of their own "
+                        "unlabelled utterances: speaker adaptation) or none (default none for "
+                        "the original protocol, global otherwise)")
     p.add_argument("--folds", type=int, default=5,
                    help="actor groups of the speaker protocol (default 5)")
     p.add_argument("--train-corpus", default="both", choices=["ravdess", "tess", "both"],
@@ -633,12 +675,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.subset is None:
         args.subset = ("song+tess" if args.protocol in ("original", "random")
-                       else "speech+song+tess")
+                       and not args.all_data else "speech+song+tess")
     batch = args.batch_size or (16 if args.protocol == "original" else 64)
     norm = args.norm or ("none" if args.protocol == "original" else "global")
     cfg = TrainConfig(epochs=args.epochs, batch_size=batch, learning_rate=args.learning_rate,
                       patience=args.patience, seed=args.seed, norm=norm)
-    models = list(MODELS) if args.model == "all" else [args.model]
+    models = list(ORIGINAL_MODELS) if args.model == "all" else [args.model]
     save_to = args.save or (C.DEFAULT_MODEL if args.model == "improved_cnn" else None)
     try:
         parse_subset(args.subset)
@@ -650,7 +692,9 @@ def main(argv: list[str] | None = None) -> int:
                 out = C.DEFAULT_MODEL
             train_final(models[0], subset=args.subset, feature=args.feature, cfg=cfg, out=out,
                         features_dir=args.features_dir,
-                        epochs=args.epochs if args.epochs != 150 else None)
+                        epochs=args.epochs if args.epochs != 150 else None,
+                        protocol_record=_speaker_record(args.media_dir, models[0], args.subset,
+                                                        args.feature, cfg.norm))
             return 0
         directions = (["ravdess", "tess"] if args.train_corpus == "both"
                       else [args.train_corpus])
