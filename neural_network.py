@@ -561,26 +561,40 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
     held-out RAVDESS actors (the run is then repeated on all rows for that many epochs).
     """
     ds = load_dataset(feature, subset, features_dir=features_dir)
+    adaptation, prior = "none", None
+    if cfg.norm == "speaker":
+        # the model sees each speaker z-scored with their own statistics; the population
+        # statistics ship as the fallback and as the prior for a user's few utterances
+        adaptation, prior = "speaker", fit_normalization(ds.X, "global")
+        ds = ds.speaker_normalized()
+        cfg = TrainConfig(**{**cfg.__dict__, "norm": "none"})
     if epochs is None:
-        f = split_speaker(ds, cfg.seed, k=max(2, min(5, len(set(ds.meta["actor"].tolist())))))[0]
-        probe = Fold(np.concatenate([f.train, f.test]), f.val, f.val, "probe")
-        _, hist, _, _ = train_one(model_name, ds, probe, cfg)
-        epochs = hist["best_epoch"]
-        print(f"{model_name}: {epochs} epochs chosen by early stopping on held-out actors "
-              f"{f.info['val_actors']}")
+        # median best epoch of early stopping on whole held-out actors, over 3 draws
+        n_actors = len(set(ds.meta["actor"].tolist()))
+        folds = split_speaker(ds, cfg.seed, k=max(2, min(5, n_actors)))[:3]
+        best = []
+        for f in folds:
+            probe = Fold(np.concatenate([f.train, f.test]), f.val, f.val, "probe")
+            best.append(train_one(model_name, ds, probe, cfg)[1]["best_epoch"])
+        epochs = int(np.median(best))
+        print(f"{model_name}: {epochs} epochs (median of {best}, early stopping on held-out "
+              f"actors {[f.info['val_actors'] for f in folds]})")
     fcfg = TrainConfig(**{**cfg.__dict__, "epochs": int(epochs)})
     everything = Fold(np.arange(len(ds)), None, np.arange(0), "all")
     model, hist, norm, secs = train_one(model_name, ds, everything, fcfg, epochs_fixed=True)
     corpora = sorted(set(ds.meta["corpus"].tolist()))
     sidecar = {"model": model_name, "labels": list(C.EMOTIONS), "feature": feature,
                "feature_params": C.feature_params(feature),
-               "input_shape": [int(ds.X.shape[1]), 1], "normalization": norm,
-               "adaptation": "none",
+               "input_shape": [int(ds.X.shape[1]), 1],
+               "normalization": prior if adaptation == "speaker" else norm,
+               "adaptation": adaptation,
+               **({"speaker_prior_weight": C.SPEAKER_PRIOR} if adaptation == "speaker" else {}),
                "trained_on": {"subset": subset, "corpora": corpora, "rows": int(len(ds)),
                               "actors": sorted(set(ds.meta["actor"].tolist()))},
                "training": {"epochs": int(epochs), "batch_size": cfg.batch_size,
                             "learning_rate": cfg.learning_rate, "seed": cfg.seed,
-                            "norm": cfg.norm, "seconds": round(secs, 1)},
+                            "norm": "speaker" if adaptation == "speaker" else cfg.norm,
+                            "seconds": round(secs, 1)},
                "protocol": "all data (no test part)",
                "metrics": protocol_record or {},
                "versions": C.library_versions()}

@@ -1,0 +1,491 @@
+"""live_predictions.py: files, JSON lines, bad input, model checks, and a real microphone.
+
+The microphone tests use a real capture device: a private PulseAudio daemon whose null-sink
+monitor is the default input (tests/pulse.py); a real corpus file is played into it with
+``paplay`` from another process while the script records. They skip when PulseAudio is absent.
+Every test uses a tiny model trained here on real files (tests/tiny_model.py), never the
+shipped one, except the last, which skips while models/ has none.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import live_predictions as lp
+import ser_common as sc
+from pulse import pulse_server  # noqa: F401  (session fixture)
+from tiny_model import build_tiny_model, training_files
+
+SCRIPT = sc.ROOT / "live_predictions.py"
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def model(tmp_path_factory, shared_data) -> Path:
+    return build_tiny_model(tmp_path_factory.getbasetemp() / "tiny_model", shared_data)
+
+
+@pytest.fixture(scope="module")
+def predictor(model) -> lp.Predictor:
+    return lp.Predictor(model)
+
+
+@pytest.fixture(scope="module")
+def files(shared_data) -> dict[str, Path]:
+    d = shared_data
+    return {
+        "ravdess": d / "ravdess_speech/Actor_05/03-01-05-02-01-01-05.flac",
+        "tess": d / "tess/YAF_happy/YAF_back_happy.flac",                 # 24414 Hz
+        "stereo48k": d / "originals/ravdess_speech/Actor_01/03-01-02-01-01-02-01.wav",
+        "aiff_as_wav": d / "originals/tess/YAF_angry/YAF_germ_angry.wav",
+        "song": d / "ravdess_song/Actor_02/03-02-03-02-01-01-02.flac",
+    }
+
+
+@pytest.fixture(scope="module")
+def confident_file(predictor, shared_data) -> tuple[Path, lp.Prediction]:
+    """A training file whose prediction is clear, untrimmed and trimmed alike."""
+    best = None
+    for f in training_files(shared_data):
+        whole = predictor.predict_file(f)
+        trimmed = predictor.predict_signal(lp.trim_silence(sc.load_audio(f)))
+        if whole.emotion != trimmed.emotion:
+            continue
+        margin = min(_margin(whole), _margin(trimmed))
+        if best is None or margin > best[0]:
+            best = (margin, f, whole)
+    assert best is not None and best[0] > 0.5, "tiny model gives no clear prediction"
+    return best[1], best[2]
+
+
+def _margin(p: lp.Prediction) -> float:
+    (_, a), (_, b) = p.top(2)
+    return a - b
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+def test_predictor_reads_every_format(predictor, files):
+    for name, f in files.items():
+        p = predictor.predict_file(f)
+        assert p.emotion in sc.EMOTIONS, name
+        assert set(p.probabilities) == set(sc.EMOTIONS)
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+        assert p.confidence == max(p.probabilities.values())
+    assert predictor.backend in ("litert", "tf.function")
+    assert predictor.feature == "mfcc"
+
+
+def test_backends_agree(model, predictor, files):
+    tf_pred = lp.Predictor(model, backend="tf")
+    assert tf_pred.backend == "tf.function"
+    for f in files.values():
+        assert (tf_pred.predict_file(f).probabilities
+                == pytest.approx(predictor.predict_file(f).probabilities, abs=1e-5))
+
+
+def test_without_litert_auto_falls_back(model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)          # import now fails
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    assert lp.Predictor(model).backend == "tf.function"
+    with pytest.raises(lp.ModelError, match="pip install ai-edge-litert"):
+        lp.Predictor(model, backend="litert")
+
+
+def test_predict_signal_any_rate_matches_file(predictor, files):
+    f = files["tess"]
+    y, sr = sf.read(str(f), dtype="float32")
+    a = predictor.predict_signal(y, sr)
+    b = predictor.predict_file(f)
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+
+
+def test_json_batch_with_bad_files(model, files, tmp_path, capsys):
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n")
+    missing = tmp_path / "missing.flac"
+    args = [str(files["ravdess"]), str(text), str(files["stereo48k"]), str(missing),
+            str(files["tess"])]
+    rc = lp.main(["--json", "--model", str(model), *args])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    rows = _json_lines(out)
+    assert [r["file"] for r in rows] == args
+    for r in (rows[0], rows[2], rows[4]):
+        assert set(r) == {"file", "emotion", "confidence", "probabilities"}
+        assert r["emotion"] in sc.EMOTIONS
+        assert list(r["probabilities"]) == list(sc.EMOTIONS)
+        assert r["confidence"] == max(r["probabilities"].values())
+    assert set(rows[1]) == {"file", "error"} and "not readable audio" in rows[1]["error"]
+    assert set(rows[3]) == {"file", "error"} and "file not found" in rows[3]["error"]
+    assert "Traceback" not in err
+
+
+def test_text_output_and_folders(model, shared_data, capsys):
+    folder = shared_data / "originals" / "ravdess_speech"
+    rc = lp.main(["--model", str(model), "--top", "2", str(folder)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == len(sc.list_audio_files(folder)) == 3
+    for line in lines:
+        path, rest = line.split(": ", 1)
+        assert Path(path).exists()
+        assert rest.split()[0] in sc.EMOTIONS
+        assert rest.count(",") == 0 and "(" in rest      # top 2: the best plus one other
+
+
+def test_many_files_load_the_model_once(model, files, monkeypatch, capsys):
+    calls = []
+    real = sc.load_model
+
+    def counting(*a, **kw):
+        calls.append(a)
+        return real(*a, **kw)
+    monkeypatch.setattr(sc, "load_model", counting)
+    paths = [str(files["ravdess"]), str(files["tess"])] * 75
+    t0 = time.perf_counter()
+    rc = lp.main(["--json", "--model", str(model), *paths])
+    elapsed = time.perf_counter() - t0
+    rows = _json_lines(capsys.readouterr().out)
+    assert rc == 0 and len(rows) == 150 and len(calls) == 1
+    assert elapsed < 30
+
+
+def test_silent_and_short_clips_are_no_speech(model, files, tmp_path, capsys):
+    y = sc.load_audio(files["ravdess"])
+    clips = {
+        "silent.wav": np.zeros(3 * sc.SAMPLE_RATE, np.float32),
+        "hiss.wav": (np.random.default_rng(0).standard_normal(3 * sc.SAMPLE_RATE)
+                     * 1e-4).astype(np.float32),                      # peak ~ -70 dBFS
+        "short.wav": y[sc.SAMPLE_RATE: sc.SAMPLE_RATE + int(0.1 * sc.SAMPLE_RATE)],
+        "tiny.wav": y[sc.SAMPLE_RATE: sc.SAMPLE_RATE + 1000],        # < one FFT frame
+    }
+    paths = []
+    for name, clip in clips.items():
+        sf.write(str(tmp_path / name), clip, sc.SAMPLE_RATE, subtype="FLOAT")
+        paths.append(str(tmp_path / name))
+    rc = lp.main(["--json", "--model", str(model), *paths])
+    rows = _json_lines(capsys.readouterr().out)
+    assert rc == 1
+    assert len(rows) == 4
+    for r in rows:
+        assert "emotion" not in r and "no speech detected" in r["error"], r
+
+
+def test_text_mode_errors_are_one_line(model, tmp_path, capsys):
+    bad = tmp_path / "empty.wav"
+    bad.write_bytes(b"")
+    rc = lp.main(["--model", str(model), str(bad)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == ""
+    assert err.strip().splitlines() == [f"error: {bad}: empty file (0 bytes)"]
+
+
+def test_missing_model(tmp_path, files, capsys):
+    rc = lp.main(["--model", str(tmp_path / "none.h5"), str(files["ravdess"])])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "model file not found" in lines[0]
+    with pytest.raises(lp.ModelError, match="model file not found"):
+        lp.Predictor(tmp_path / "none.h5")
+
+
+def _variant(model: Path, tmp_path: Path, name: str, sidecar: dict | None, **changes) -> Path:
+    dest = tmp_path / f"{name}.h5"
+    shutil.copy(model, dest)
+    meta = json.loads(sc.sidecar_path(model).read_text())
+    meta.update(changes)
+    if sidecar is not None:
+        sc.sidecar_path(dest).write_text(json.dumps(meta))
+    return dest
+
+
+@pytest.mark.parametrize("name, changes, message", [
+    ("chroma", {"feature": "chroma", "feature_params": sc.feature_params("chroma")},
+     "feature set 'chroma' has 12"),
+    ("combined", {"feature": "combined", "feature_params": sc.feature_params("combined"),
+                  "input_shape": [59, 1], "normalization": None}, "does not match its sidecar"),
+    ("unknown_feature", {"feature": "mel", "feature_params": {}},
+     "not one this version computes"),
+    ("flat_mismatch", {"input_shape": [4, 10]}, "does not match its sidecar"),
+    ("old_params", {"feature_params": {**sc.feature_params("mfcc"), "n_fft": 1024}},
+     "retrain"),
+    ("labels", {"labels": list(reversed(sc.EMOTIONS))}, "label map"),
+    ("norm", {"normalization": {"mean": [0.0] * 12, "std": [1.0] * 12}},
+     "normalization has 12 means"),
+    ("adaptive", {"adaptation": "running-mean"}, "not implemented"),
+])
+def test_mismatched_sidecar_is_refused(model, files, tmp_path, capsys, name, changes, message):
+    bad = _variant(model, tmp_path, name, {}, **changes)
+    rc = lp.main(["--model", str(bad), str(files["ravdess"])])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_missing_sidecar_and_wrong_class_count(model, files, tmp_path, capsys):
+    bad = _variant(model, tmp_path, "nosidecar", None)
+    assert lp.main(["--model", str(bad), str(files["ravdess"])]) == 2
+    assert "sidecar not found" in capsys.readouterr().err
+    import keras
+    five = keras.Sequential([keras.Input((40, 1)), keras.layers.Flatten(),
+                             keras.layers.Dense(5, activation="softmax")])
+    meta = json.loads(sc.sidecar_path(model).read_text())
+    sc.save_model(five, tmp_path / "five.h5", meta)
+    assert lp.main(["--model", str(tmp_path / "five.h5"), str(files["ravdess"])]) == 2
+    assert "is not 8 classes" in capsys.readouterr().err
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        lp.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for action in lp.build_parser()._actions:
+        assert action.help, action.option_strings
+        for opt in action.option_strings:
+            assert opt in text
+
+
+@pytest.mark.parametrize("argv", [[], ["--mic", "x.wav"], ["--mic", "--stream"],
+                                  ["--stream", "--hop", "4"], ["--mic", "--seconds", "0"]])
+def test_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        lp.main(argv)
+    assert e.value.code == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming and trimming logic on real audio (no device)
+# --------------------------------------------------------------------------------------------
+def test_trim_silence_keeps_the_sound():
+    sr = sc.SAMPLE_RATE
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr).astype(np.float32)
+    y = np.concatenate([np.zeros(2 * sr, np.float32), tone, np.zeros(sr, np.float32)])
+    t = lp.trim_silence(y)
+    assert sr <= t.size <= sr + 2 * int(lp.TRIM_MARGIN_SECONDS * sr) + 2 * lp.LEVEL_FRAME
+    assert lp.trim_silence(np.zeros(sr, np.float32)).size == sr      # nothing loud: unchanged
+
+
+def test_stream_processor_gates_and_hooks(predictor, files):
+    class Recording(lp.NoAdaptation):
+        seen: list = []
+
+        def observe(self, vector):
+            self.seen.append(np.array(vector))
+
+    sr = sc.SAMPLE_RATE
+    speech = sc.load_audio(files["ravdess"])
+    y = np.concatenate([np.zeros(4 * sr, np.float32), speech, np.zeros(4 * sr, np.float32)])
+    saved = predictor.adaptation
+    predictor.adaptation = Recording(predictor.meta)
+    try:
+        proc = lp.StreamProcessor(predictor, window=3.0, hop=0.5)
+        results = []
+        for i in range(0, y.size, 1000):                 # device-sized blocks
+            results += proc.feed(y[i:i + 1000])
+    finally:
+        seen, predictor.adaptation = predictor.adaptation.seen, saved
+    expected = int((y.size - 3 * sr) // (sr // 2)) + 1
+    assert len(results) == expected
+    times = [r.time for r in results]
+    assert times[0] == pytest.approx(3.0) and np.allclose(np.diff(times), 0.5)
+    assert results[0].prediction is None and results[0].reason == "no speech"
+    assert results[-1].prediction is None
+    judged = [r for r in results if r.prediction is not None]
+    assert judged and all(r.level_db >= lp.DEFAULT_GATE_DB for r in judged)
+    assert len(seen) == len(judged) and seen[0].shape == (40,)
+    row = judged[0].as_dict()
+    assert row["emotion"] in sc.EMOTIONS and len(row["probabilities"]) == 8
+
+
+# --------------------------------------------------------------------------------------------
+# Devices: none, and a real PulseAudio capture device
+# --------------------------------------------------------------------------------------------
+def _script(args: list[str], env=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          env=env, timeout=120, **kw)
+
+
+def test_no_input_device_is_a_clear_error(tmp_path, model):
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env["XDG_RUNTIME_DIR"] = str(runtime)                # no sound server there
+    r = _script(["--list-devices"], env=env)
+    assert r.returncode in (0, 2), r.stderr
+    assert "Traceback" not in r.stderr
+    if "pulse" in r.stdout or ">" in r.stdout:
+        pytest.skip("this machine has a real input device")
+    r = _script(["--mic", "--model", str(model)], env=env)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "input device" in lines[0]
+
+
+def test_portaudio_errors_become_device_errors(monkeypatch):
+    # sounddevice raises OSError at import when libportaudio2 is missing: simulate the import.
+    import builtins
+    real_import = builtins.__import__
+
+    def no_portaudio(name, *a, **kw):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *a, **kw)
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+    with pytest.raises(lp.DeviceError, match="libportaudio2"):
+        lp.input_device()
+
+
+def test_list_devices(pulse_server):
+    r = _script(["--list-devices"])
+    assert r.returncode == 0, r.stderr
+    assert any(line.startswith(">") for line in r.stdout.splitlines()), r.stdout
+    assert "pulse" in r.stdout or "default" in r.stdout
+
+
+class _Lines:
+    """Read a process's stream line by line in a thread, so the test can wait for a line."""
+
+    def __init__(self, stream):
+        self.q: queue.Queue[str] = queue.Queue()
+        self.lines: list[str] = []
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream):
+        for line in stream:
+            self.q.put(line)
+        self.q.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            if line is None:
+                raise AssertionError(f"stream ended before {text!r}: {self.lines}")
+            self.lines.append(line)
+            if text in line:
+                return
+
+    def rest(self) -> str:
+        while True:
+            line = self.q.get(timeout=30)
+            if line is None:
+                return "".join(self.lines)
+            self.lines.append(line)
+
+
+def _start(args: list[str], stdout: Path) -> tuple[subprocess.Popen, _Lines]:
+    with open(stdout, "w") as out:
+        p = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=out,
+                             stderr=subprocess.PIPE, text=True)
+    return p, _Lines(p.stderr)
+
+
+def test_mic_recording_predicts_like_the_file(pulse_server, model, confident_file, tmp_path):
+    source, expected = confident_file
+    wav = tmp_path / "source.wav"
+    y, sr = sf.read(str(source), dtype="int16")
+    sf.write(str(wav), y, sr, subtype="PCM_16")
+    duration = len(y) / sr
+    rec = tmp_path / "recording.wav"
+    proc, err = _start(["--mic", "--json", "--seconds", f"{duration + 3.5:.1f}",
+                        "--model", str(model), "--save-recording", str(rec)],
+                        tmp_path / "out.jsonl")
+    try:
+        err.wait_for("recording", timeout=90)
+        player = pulse_server.play(wav)
+        assert player.wait(timeout=30) == 0, player.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    out = (tmp_path / "out.jsonl").read_text()
+    stderr = err.rest()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    row = json.loads(out)
+    # the recording is the played file, not silence
+    raw, rate = sf.read(str(rec), dtype="float32")
+    assert np.abs(raw).max() > 0.05
+    assert row["level_dbfs"] > -50
+    assert abs(row["speech_seconds"] - lp.trim_silence(sc.load_audio(source)).size
+               / sc.SAMPLE_RATE) < 0.5
+    assert row["emotion"] == expected.emotion, (row, expected)
+
+
+def test_stream_with_duration_prints_lines(pulse_server, model, confident_file, tmp_path):
+    source, _ = confident_file
+    wav = tmp_path / "source.wav"
+    y, sr = sf.read(str(source), dtype="int16")
+    sf.write(str(wav), y, sr, subtype="PCM_16")
+    proc, err = _start(["--stream", "--json", "--duration", "4.5", "--window", "3",
+                        "--hop", "0.5", "--model", str(model)], tmp_path / "out.jsonl")
+    try:
+        err.wait_for("listening", timeout=90)
+        player = pulse_server.play(wav)
+        proc.wait(timeout=60)
+        player.wait(timeout=30)
+    finally:
+        proc.kill()
+    out = (tmp_path / "out.jsonl").read_text()
+    stderr = err.rest()
+    assert proc.returncode == 0, stderr
+    rows = _json_lines(out)
+    assert [r["time"] for r in rows] == [3.0, 3.5, 4.0, 4.5]
+    assert any(r["emotion"] in sc.EMOTIONS for r in rows), rows
+    for r in rows:
+        assert r["emotion"] is None or len(r["probabilities"]) == 8
+
+
+def test_stream_text_mode_until_ctrl_c(pulse_server, model, tmp_path):
+    out = tmp_path / "out.txt"
+    proc, err = _start(["--stream", "--window", "1", "--hop", "0.5", "--model", str(model)], out)
+    try:
+        err.wait_for("listening", timeout=90)
+        deadline = time.monotonic() + 30
+        while out.read_text().count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    stderr = err.rest()
+    assert proc.returncode == 0, stderr
+    assert "stopped" in stderr and "Traceback" not in stderr
+    lines = out.read_text().strip().splitlines()
+    assert len(lines) >= 2
+    assert all("no speech" in line for line in lines)     # nothing is playing: silence
+
+
+# --------------------------------------------------------------------------------------------
+# The shipped model, once it exists
+# --------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not sc.DEFAULT_MODEL.exists(), reason=f"{sc.DEFAULT_MODEL} not trained yet")
+def test_shipped_model(files, capsys):
+    rc = lp.main(["--json", str(files["ravdess"]), str(files["tess"])])
+    rows = _json_lines(capsys.readouterr().out)
+    assert rc == 0 and len(rows) == 2
+    assert all(r["emotion"] in sc.EMOTIONS for r in rows)
