@@ -174,7 +174,34 @@ class NoAdaptation:
         return self.meta.get("normalization")
 
 
-ADAPTATIONS: dict[str, type[NoAdaptation]] = {"none": NoAdaptation}
+class SpeakerAdaptation(NoAdaptation):
+    """Per-speaker normalisation, for models trained with ``--norm speaker``.
+
+    The speaker's own unlabelled audio (``--enrol`` files, and in ``--stream`` every window
+    that passed the gate) gives their feature mean and std, shrunk towards the population's
+    (the sidecar's ``normalization``, weighted as ``speaker_prior_weight`` utterances) so that a
+    few utterances cannot throw the estimate far off. Before any audio is seen it is the
+    population's normalisation. The model itself never changes.
+    """
+    name = "speaker"
+
+    def __init__(self, meta: dict):
+        super().__init__(meta)
+        self.seen: list[np.ndarray] = []
+        self.prior_weight = float(meta.get("speaker_prior_weight", sc.SPEAKER_PRIOR))
+        self._norm = meta.get("normalization")
+
+    def observe(self, vector: np.ndarray) -> None:
+        self.seen.append(np.asarray(vector, dtype=np.float32))
+        self._norm = sc.speaker_stats(np.stack(self.seen), prior=self.meta["normalization"],
+                                      prior_weight=self.prior_weight)
+
+    def normalization(self) -> dict | None:
+        return self._norm
+
+
+ADAPTATIONS: dict[str, type[NoAdaptation]] = {"none": NoAdaptation,
+                                              "speaker": SpeakerAdaptation}
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,6 +461,22 @@ class Predictor:
         if adapt:
             self.adaptation.observe(v)
         return self.predict_vector(v)
+
+    def enrol(self, paths: Iterable[str | os.PathLike]) -> tuple[int, list[str]]:
+        """Feed the speaker's own recordings to the adaptation; returns (used, errors)."""
+        if self.adaptation.name == "none":
+            raise ModelError(f"{self.model_path}: this model was not trained for speaker "
+                             f"adaptation (its sidecar says adaptation 'none'); use a model "
+                             f"trained with --norm speaker, e.g. "
+                             f"models/emotion_mlp_stats_speaker.h5")
+        used, errors = 0, []
+        for path in paths:
+            try:
+                self.adaptation.observe(self.features(sc.load_audio(path), name=str(path)))
+                used += 1
+            except (AudioError, OSError) as e:
+                errors.append(str(e))
+        return used, errors
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Judge an audio file (any libsndfile format, rate and channel count)."""
@@ -777,6 +820,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print one JSON object per line: per file {file, emotion, confidence, "
                          "probabilities} or {file, error}; per --mic recording or --stream hop "
                          "the same fields with source/time instead of file")
+    ap.add_argument("--enrol", action="append", metavar="PATH", default=None,
+                    help="a recording or folder of recordings of the speaker (any emotion, no "
+                         "labels needed; repeat the flag for more): a model trained with "
+                         "--norm speaker then normalises by this speaker's statistics; ~20 or "
+                         "more utterances work best")
     ap.add_argument("--top", type=int, default=3, metavar="K",
                     help="text output: show the K most likely emotions (default: %(default)s)")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
@@ -927,6 +975,21 @@ def main(argv: list[str] | None = None) -> int:
         except ModelError as e:
             _err(str(e))
             return 2
+        if args.enrol:
+            try:
+                used, errors = predictor.enrol(_expand_inputs(args.enrol))
+            except ModelError as e:
+                _err(str(e))
+                return 2
+            for msg in errors:
+                _err(f"enrolment skipped: {msg}")
+            if not used:
+                _err("no usable enrolment recording; nothing to adapt to")
+                return 2
+            _info(f"adapted to the speaker from {used} enrolment recording(s)")
+        elif predictor.adaptation.name == "speaker" and not args.stream:
+            _info("note: this model adapts to the speaker; without --enrol it uses the "
+                  "population's normalisation")
         if args.mic:
             return _run_mic(predictor, args)
         if args.stream:
