@@ -187,14 +187,20 @@ class SpeakerAdaptation(NoAdaptation):
 
     def __init__(self, meta: dict):
         super().__init__(meta)
-        self.seen: list[np.ndarray] = []
+        self.n = 0
+        self._sum = self._sumsq = 0.0      # running moments: O(1) per window
         self.prior_weight = float(meta.get("speaker_prior_weight", sc.SPEAKER_PRIOR))
         self._norm = meta.get("normalization")
 
     def observe(self, vector: np.ndarray) -> None:
-        self.seen.append(np.asarray(vector, dtype=np.float32))
-        self._norm = sc.speaker_stats(np.stack(self.seen), prior=self.meta["normalization"],
-                                      prior_weight=self.prior_weight)
+        v = np.asarray(vector, dtype=np.float64)
+        self.n += 1
+        self._sum = self._sum + v
+        self._sumsq = self._sumsq + v * v
+        mean = self._sum / self.n
+        self._norm = sc.shrunk_stats(self.n, mean, self._sumsq / self.n - mean * mean,
+                                     self.meta["normalization"],
+                                     prior_weight=self.prior_weight)
 
     def normalization(self) -> dict | None:
         return self._norm

@@ -380,7 +380,8 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
         need |= set(BASE_FEATURES)
     y = np.asarray(y, dtype=np.float32)
     out: dict[str, np.ndarray] = {}
-    S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH))
+    if need & set(BASE_FEATURES):
+        S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH))
     if "mfcc" in need:
         m = librosa.feature.mfcc(S=_log_mel(S ** 2, sr), n_mfcc=N_MFCC)
         out["mfcc"] = m.mean(axis=1)
@@ -596,8 +597,14 @@ def speaker_stats(X: np.ndarray, prior: dict | None = None, *,
     n = X.shape[0]
     if n == 0:
         raise ValueError("speaker statistics need at least one utterance")
-    mean = X.mean(axis=0)
-    var = X.var(axis=0)
+    return shrunk_stats(n, X.mean(axis=0), X.var(axis=0), prior, prior_weight=prior_weight)
+
+
+def shrunk_stats(n: int, mean: np.ndarray, var: np.ndarray, prior: dict | None = None, *,
+                 prior_weight: float = SPEAKER_PRIOR) -> dict:
+    """:func:`speaker_stats` from the moments of ``n`` utterances (for running estimates)."""
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.maximum(np.asarray(var, dtype=np.float64), 0.0)
     if prior is not None:
         pm, ps = np.asarray(prior["mean"], float), np.asarray(prior["std"], float)
         w = n / (n + prior_weight)
