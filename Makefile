@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?=
-# Arguments for the training step of `make all` (see `python neural_network.py --help`).
-TRAIN_ARGS ?=
+# Arguments for the evaluation run of `make all` (see `python neural_network.py --help`).
+TRAIN_ARGS ?= --protocol random
 
 .PHONY: all setup data tess features train plot predict test clean-features
 
@@ -31,8 +31,10 @@ tess: setup
 features: setup
 	$(PY) create_features.py --feature all
 
+# an evaluation run (reports in media/), then the shipped model on all the data
 train: setup
-	$(PY) neural_network.py $(TRAIN_ARGS)
+	$(PY) neural_network.py --no-save $(TRAIN_ARGS)
+	$(PY) neural_network.py --model improved_cnn --all-data
 
 plot: setup
 	$(PY) plot_model.py
