@@ -17,8 +17,10 @@ processes new or changed files and an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -92,11 +94,100 @@ def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, C.RavdessNa
     return files, problems
 
 
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+def scheduler_default() -> str | None:
+    """``$DASK_SCHEDULER_ADDRESS`` if set and not empty (the default of ``--scheduler``)."""
+    return os.environ.get(SCHEDULER_ENV) or None
+
+
+def _module_digests(names: tuple[str, ...]) -> dict[str, str]:
+    """SHA-1 of the source file of each module as this process imports it (also run on the
+    Dask scheduler and workers, to compare their code with the client's)."""
+    import importlib
+    return {n: hashlib.sha1(Path(importlib.import_module(n).__file__).read_bytes()).hexdigest()
+            for n in names}
+
+
+@contextlib.contextmanager
+def dask_backend(address: str, *, see: Path | None = None, wait_workers: float = 30.0,
+                 modules: tuple[str, ...] = ("ser_common", "create_features"),
+                 **backend_params):
+    """Context manager: joblib.Parallel inside runs on the Dask cluster at ``address``.
+
+    Connects a ``distributed.Client`` (yielded) and enters ``joblib.parallel_config(
+    backend="dask", client=client, **backend_params)`` (e.g. ``scatter=[big_object]``); Dask is
+    imported here only. Checked before any work: the scheduler and the workers import
+    ``modules`` (tasks refer to them by name: start them with this repository on their
+    ``PYTHONPATH``), the workers' copies are the client's (else results could differ), and the
+    workers see the folder ``see`` (they read files by the same paths).
+    """
+    import joblib
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
+    try:
+        client = Client(address, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ValueError(f"cannot connect to the Dask scheduler at {address} "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         ) from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=wait_workers)
+        except (TimeoutError, OSError):
+            raise ValueError(f"no Dask worker joined the scheduler at {address} within "
+                             f"{wait_workers:.0f} s (start some: dask worker {address})"
+                             ) from None
+        check_cluster_code(client, modules)
+        if see is not None:
+            check_workers_see(client, see)
+        with joblib.parallel_config(backend="dask", client=client, **backend_params):
+            yield client
+
+
+def check_cluster_code(client, modules: tuple[str, ...]) -> None:
+    """Refuse to start when the scheduler or a worker cannot import ``modules`` or a worker
+    has other versions of them than this process."""
+    import create_features   # by reference, also when this file runs as a script
+    mine = _module_digests(modules)
+    for who, run in (("the Dask scheduler", client.run_on_scheduler),
+                     ("a Dask worker", client.run)):
+        try:
+            theirs = run(create_features._module_digests, modules)
+        except Exception as e:   # a worker's import error comes back as a plain Exception
+            missing = re.search(r"No module named '([^']+)'", str(e))
+            if not missing:
+                raise
+            raise ValueError(f"{who} cannot import {missing.group(1)!r}: start the scheduler "
+                             f"and the workers with this repository on their PYTHONPATH"
+                             ) from None
+    for worker, digests in sorted(theirs.items()):
+        other = [f"{n}.py" for n in modules if digests.get(n) != mine[n]]
+        if other:
+            raise ValueError(f"Dask worker {worker} has another {', '.join(other)} than this "
+                             f"client; update its copy of the repository")
+
+
+def check_workers_see(client, path: Path) -> None:
+    """Refuse to start when a worker cannot see ``path`` (they need the same paths)."""
+    seen = client.run(os.path.isdir, str(path))
+    blind = sorted(w for w, ok in seen.items() if not ok)
+    if blind:
+        raise ValueError(f"{path}: not visible on Dask worker(s) {', '.join(blind)}; workers "
+                         f"read the audio from the same paths (use a shared file system)")
+
+
 def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             feature_sets: list[str] = ("mfcc",), jobs: int = -1, use_cache: bool = True,
             progress: bool = True, out_dir: str | os.PathLike | None = None,
-            backend: str | None = None) -> dict:
+            backend: str | None = None, scheduler: str | None = None) -> dict:
     """Extract ``feature_sets`` for every file and write the ``.joblib`` outputs.
+
+    With ``scheduler`` (a Dask scheduler address) the files not in the cache are processed by
+    that cluster's workers (joblib's ``dask`` backend); the outputs are the same.
 
     Returns
     -------
@@ -109,6 +200,8 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
 
     t0 = time.perf_counter()
     features_dir = Path(features_dir)
+    if scheduler:   # workers have another working directory
+        features_dir = features_dir.absolute()
     out_dir = Path(out_dir) if out_dir else features_dir
     feature_sets = list(feature_sets)
     for f in feature_sets:
@@ -148,10 +241,17 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
         cache_arg = str(cache_dir) if cache_dir is not None else None
         ctx = (joblib.parallel_config(backend=backend) if backend is not None
                else contextlib.nullcontext())
+        func = _process
+        if scheduler:   # _process by reference to the importable module, also run as a script
+            import create_features
+            func, n_jobs = create_features._process, -1
+            ctx = dask_backend(scheduler, see=features_dir)
         with ctx:
+            # on a cluster, joblib's dask backend sizes the tasks to 0.2-1 s of work
+            batch = "auto" if scheduler else 8 if n_jobs != 1 else 1
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",
-                                       batch_size=8 if n_jobs != 1 else 1)
-            gen = parallel(joblib.delayed(_process)(p, r, todo, cache_arg)
+                                       batch_size=batch)
+            gen = parallel(joblib.delayed(func)(p, r, todo, cache_arg)
                            for p, r, todo in tasks)
             for rel, vecs, err in tqdm(gen, total=len(tasks), desc="features", unit="file",
                                        disable=not progress):
@@ -225,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true",
                    help="ignore and do not write the per-file cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
+                   help="process the files on the Dask cluster of this scheduler (e.g. "
+                        f"tcp://10.0.0.5:8786; default ${SCHEDULER_ENV}); its workers need "
+                        "the same paths and this repository on their PYTHONPATH")
     return p
 
 
@@ -233,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     sets = list(C.FEATURE_SETS) if args.feature == "all" else [args.feature]
     try:
         r = extract(args.features_dir, feature_sets=sets, jobs=args.jobs,
-                    use_cache=not args.no_cache, progress=not args.quiet, out_dir=args.out)
+                    use_cache=not args.no_cache, progress=not args.quiet, out_dir=args.out,
+                    scheduler=args.scheduler)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -458,32 +458,129 @@ def make_folds(ds: Dataset, protocol: str, seed: int, *, k: int = 5,
     return SPLITTERS[protocol](ds, seed)
 
 
-def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainConfig, *,
-                   protocol: str, subset: str, progress: bool = True) -> dict:
-    """Train ``model_name`` on every fold; returns the record plus pooled predictions."""
-    from tqdm import tqdm
+def _adapt(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, TrainConfig, str]:
+    """The data and configuration the folds train on, and the adaptation's name."""
     adaptation = "speaker" if cfg.norm == "speaker" else "none"
     if adaptation == "speaker":
         # every actor lies in one part of a speaker/corpus fold: statistics come from that
         # actor's own unlabelled rows only
         ds = ds.speaker_normalized()
         cfg = TrainConfig(**{**cfg.__dict__, "norm": "none"})
+    return ds, cfg, adaptation
+
+
+def _fold_result(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, protocol: str):
+    """Train and test one fold: ``((metrics, history, y_true, y_pred, epochs, seconds), model,
+    norm)``."""
+    model, hist, norm, s = train_one(model_name, ds, fold, cfg)
+    proba = predict_proba(model, ds.X[fold.test], norm)
+    pred = np.argmax(proba, axis=1)
+    m = metrics(ds.y[fold.test], pred)
+    if protocol == "corpus":
+        m.update(corpus_uars(ds.y[fold.test], proba))
+    return (m, hist, ds.y[fold.test], pred, len(hist["loss"]), s), model, norm
+
+
+def _fold_task(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, protocol: str,
+               weights: bool = False) -> tuple:
+    """One training of a comparison as a task for another process (a Dask worker): the
+    6-tuple of :func:`_fold_result` without the Keras model, plus ``(norm, the model's
+    weights)`` if ``weights``. Seeded by ``cfg.seed`` (train_one): the same wherever it runs."""
+    out, model, norm = _fold_result(model_name, ds, fold, cfg, protocol)
+    return (*out, norm, model.get_weights()) if weights else out
+
+
+def _fold_task_isolated(*args) -> tuple:
+    """:func:`_fold_task` in a child process of the Dask worker that runs this (one per worker
+    thread, reused: TensorFlow is imported once per worker).
+
+    A Dask worker runs a task in a thread beside its event loop, and that loop draws from
+    Python's global ``random`` (heartbeat jitter, connection back-off) while Keras draws its
+    default layer seeds from the same generator (``keras.random.SeedGenerator``); in the
+    worker's own process a seeded training would depend on the timing of heartbeats. In the
+    child the training thread is alone, as in a local run: the results are the local run's.
+    """
+    from joblib.externals.loky import get_reusable_executor
+    try:
+        from distributed import get_worker
+        n = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        n = 1
+    return get_reusable_executor(max_workers=n, initializer=_exit_with_parent).submit(
+        _fold_task, *args).result()
+
+
+def _exit_with_parent():
+    """In a child process of a Dask worker: exit soon after that worker dies (say, killed)
+    instead of finishing a training whose result nobody will collect."""
+    import threading
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _cluster_folds(models: list[str], ds: Dataset, folds: list[Fold], cfg: TrainConfig,
+                   protocol: str, scheduler: str, progress: bool = True) -> dict:
+    """Every (model, fold) training as a task on the Dask cluster at ``scheduler`` (joblib's
+    dask backend); returns, per model, the fold results as :func:`_fold_result` does (the
+    last fold's model rebuilt from its weights, for saving; ``None`` for the others)."""
+    import joblib
+    from tqdm import tqdm
+    import neural_network as NN   # tasks by reference to the importable module
+    from create_features import dask_backend
+    ds, cfg, _ = _adapt(ds, cfg)
+    ds = NN.Dataset(ds.X, ds.y, ds.meta, ds.feature, ds.params)
+    cfg = NN.TrainConfig(**cfg.__dict__)
+    folds = [NN.Fold(**f.__dict__) for f in folds]
+    jobs = [(name, i) for name in models for i in range(len(folds))]
+    last = len(folds) - 1
+    with dask_backend(scheduler, modules=("ser_common", "neural_network"), scatter=[ds]):
+        gen = joblib.Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all",
+                              return_as="generator")(
+            joblib.delayed(NN._fold_task_isolated)(name, ds, folds[i], cfg, protocol,
+                                                   i == last)
+            for name, i in jobs)
+        results = list(tqdm(gen, total=len(jobs), desc=f"{protocol} on {scheduler}",
+                            unit="training", disable=not progress))
+    out = {name: [] for name in models}
+    for (name, i), r in zip(jobs, results):
+        model = norm = None
+        if i == last:
+            norm, weights = r[6:]
+            model = compile_model(MODELS[name]((int(ds.X.shape[1]), 1)), cfg.learning_rate)
+            model.set_weights(weights)
+        out[name].append((tuple(r[:6]), model, norm))
+    return out
+
+
+def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainConfig, *,
+                   protocol: str, subset: str, progress: bool = True,
+                   fold_results: list | None = None) -> dict:
+    """Train ``model_name`` on every fold; returns the record plus pooled predictions.
+
+    ``fold_results``: the folds' results computed elsewhere (:func:`_cluster_folds`).
+    """
+    from tqdm import tqdm
+    ds, cfg, adaptation = _adapt(ds, cfg)
     per_fold, hists, y_all, p_all, epochs, secs, uars_c = [], [], [], [], [], [], []
     last_model, last_norm = None, None
-    for fold in tqdm(folds, desc=f"{model_name} [{protocol}]", unit="fold",
-                     disable=not progress or len(folds) == 1):
-        model, hist, norm, s = train_one(model_name, ds, fold, cfg)
-        proba = predict_proba(model, ds.X[fold.test], norm)
-        pred = np.argmax(proba, axis=1)
-        m = metrics(ds.y[fold.test], pred)
+    for i, fold in enumerate(tqdm(folds, desc=f"{model_name} [{protocol}]", unit="fold",
+                                  disable=not progress or len(folds) == 1
+                                  or fold_results is not None)):
+        (m, hist, y_true, pred, n_epochs, s), model, norm = (
+            _fold_result(model_name, ds, fold, cfg, protocol) if fold_results is None
+            else fold_results[i])
         if protocol == "corpus":
-            m.update(corpus_uars(ds.y[fold.test], proba))
             uars_c.append(m)
         per_fold.append(m)
         hists.append(hist)
-        y_all.append(ds.y[fold.test])
+        y_all.append(y_true)
         p_all.append(pred)
-        epochs.append(len(hist["loss"]))
+        epochs.append(n_epochs)
         secs.append(s)
         last_model, last_norm = model, norm
     agg = {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
@@ -510,16 +607,22 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
 
 def run(*, models: list[str], protocol: str, subset: str, feature: str, cfg: TrainConfig,
         features_dir=C.FEATURES_DIR, media_dir=C.MEDIA_DIR, k: int = 5,
-        train_corpus: str = "ravdess", progress: bool = True) -> list[dict]:
-    """Train and evaluate ``models`` under ``protocol``; write the reports; return results."""
+        train_corpus: str = "ravdess", progress: bool = True,
+        scheduler: str | None = None) -> list[dict]:
+    """Train and evaluate ``models`` under ``protocol``; write the reports; return results.
+
+    With ``scheduler`` (a Dask scheduler address) the trainings run on that cluster.
+    """
     ds = load_dataset(feature, subset, features_dir=features_dir)
     folds = make_folds(ds, protocol, cfg.seed, k=k, train_corpus=train_corpus)
     media_dir = Path(media_dir)
     media_dir.mkdir(parents=True, exist_ok=True)
     outs = {}
+    remote = (_cluster_folds(models, ds, folds, cfg, protocol, scheduler, progress)
+              if scheduler else {})
     for name in models:
         outs[name] = evaluate_model(name, ds, folds, cfg, protocol=protocol, subset=subset,
-                                    progress=progress)
+                                    progress=progress, fold_results=remote.get(name))
         r = outs[name]["record"]
         print(f"{name:13s} {protocol:8s} {subset:18s} {feature:8s} acc {r['accuracy']:.3f} "
               f"UAR {r['uar']:.3f}" + (f" ± {r['uar_std']:.3f}" if "uar_std" in r else "")
@@ -533,10 +636,11 @@ def run(*, models: list[str], protocol: str, subset: str, feature: str, cfg: Tra
     primary = "improved_cnn" if "improved_cnn" in outs else models[0]
     o = outs[primary]
     _write_model_reports(o, media_dir, "", f"{primary}, {label}, {subset}, {feature}")
-    plot_comparison({n: o["histories"][0] for n, o in outs.items()},
-                    media_dir / "model_comparison.png",
-                    f"validation accuracy per epoch: {label}, {subset}, {feature}"
-                    + (f" ({folds[0].name})" if len(folds) > 1 else ""))
+    if len(outs) > 1:   # a comparison: kept until the next comparison run
+        plot_comparison({n: o["histories"][0] for n, o in outs.items()},
+                        media_dir / "model_comparison.png",
+                        f"validation accuracy per epoch: {label}, {subset}, {feature}"
+                        + (f" ({folds[0].name})" if len(folds) > 1 else ""))
     records = update_results(media_dir / "results.json", [o["record"] for o in outs.values()])
     with C.atomic_path(media_dir / "results.md") as tmp:
         tmp.write_text(results_markdown(records))
@@ -682,6 +786,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--media-dir", type=Path, default=C.MEDIA_DIR,
                    help="where plots and result tables go")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from create_features import SCHEDULER_ENV, scheduler_default
+    p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
+                   help="run the trainings of the comparison (folds x models) on the Dask "
+                        f"cluster of this scheduler (default ${SCHEDULER_ENV}); its workers "
+                        "need this repository on their PYTHONPATH. --all-data trains here")
     return p
 
 
@@ -716,7 +825,8 @@ def main(argv: list[str] | None = None) -> int:
             records, outs = run(models=models, protocol=args.protocol, subset=args.subset,
                                 feature=args.feature, cfg=cfg, features_dir=args.features_dir,
                                 media_dir=args.media_dir, k=args.folds,
-                                train_corpus=direction, progress=not args.quiet)
+                                train_corpus=direction, progress=not args.quiet,
+                                scheduler=args.scheduler)
         if (save_to and not args.no_save and args.protocol in ("original", "random")
                 and len(models) == 1):
             o = outs[models[0]]
