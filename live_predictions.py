@@ -40,7 +40,6 @@ import os
 import queue
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -140,16 +139,6 @@ def trim_silence(y: np.ndarray, *, threshold_db: float = DEFAULT_TRIM_DB, sr: in
     return y[start:stop]
 
 
-def resample(y: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Resample exactly as :func:`ser_common.load_audio` does (soxr_hq)."""
-    if orig_sr == target_sr:
-        return np.asarray(y, dtype=np.float32)
-    import librosa
-    return np.ascontiguousarray(
-        librosa.resample(np.asarray(y, dtype=np.float32), orig_sr=orig_sr,
-                         target_sr=target_sr, res_type="soxr_hq"), dtype=np.float32)
-
-
 # --------------------------------------------------------------------------------------------
 # Adaptation hook (normalisation from running audio). Only "none" exists in this version.
 # --------------------------------------------------------------------------------------------
@@ -213,34 +202,9 @@ ADAPTATIONS: dict[str, type[NoAdaptation]] = {"none": NoAdaptation,
 # --------------------------------------------------------------------------------------------
 # Keras, quietly
 # --------------------------------------------------------------------------------------------
-@contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Silence file descriptor 2 (TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def import_keras():
-    """Import Keras (and TensorFlow) without their start-up chatter on stderr."""
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
-    sc.quiet_tensorflow()
-    with _stderr_silenced():
-        import keras
-        import tensorflow as tf
-        tf.get_logger().setLevel("ERROR")
-    return keras
+# shared with plot_model.py and the benchmarks: defined once in ser_common
+_stderr_silenced = sc.stderr_silenced
+import_keras = sc.import_keras
 
 
 BACKENDS = ("auto", "litert", "tf")
@@ -462,7 +426,7 @@ class Predictor:
 
         ``adapt=True`` (streaming) first passes the feature vector to the adaptation hook.
         """
-        y = resample(np.asarray(y, dtype=np.float32), sr)
+        y = sc.resample(y, sr)
         v = self.features(y, name=name)
         if adapt:
             self.adaptation.observe(v)
@@ -919,7 +883,7 @@ def _run_mic(predictor: Predictor, args) -> int:
         import soundfile as sf
         with sc.atomic_path(args.save_recording) as tmp:
             sf.write(str(tmp), y_raw, rate, format="WAV", subtype="FLOAT")
-    y = resample(y_raw, rate)
+    y = sc.resample(y_raw, rate)
     speech = trim_silence(y, threshold_db=args.trim_db)
     base = {"source": "microphone", "seconds": round(y.size / SAMPLE_RATE, 3),
             "speech_seconds": round(speech.size / SAMPLE_RATE, 3),

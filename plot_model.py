@@ -45,9 +45,8 @@ def plot(model_path: str | Path = sc.DEFAULT_MODEL, out: str | Path = DEFAULT_OU
 
     Raises FileNotFoundError/ValueError (model), ImportError (pydot/Graphviz).
     """
-    from live_predictions import _stderr_silenced, import_keras
-    keras = import_keras()
-    with _stderr_silenced():
+    keras = sc.import_keras()
+    with sc.stderr_silenced():
         model, _ = sc.load_model(model_path)
     out = Path(out)
     with sc.atomic_path(out) as tmp:          # temp name keeps the extension: format from it

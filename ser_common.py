@@ -258,9 +258,22 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     y = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.all(np.isfinite(y)):
         raise AudioError(f"{path}: contains NaN or infinite samples")
-    if file_sr != sr:
+    return resample(y, file_sr, sr=sr)
+
+
+def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample mono audio to ``sr`` with soxr (librosa's default ``soxr_hq``).
+
+    The one resampling step of the project: :func:`load_audio` and live capture use it.
+
+    Returns
+    -------
+    y : np.ndarray, shape (n_samples_at_sr,), float32, contiguous
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if orig_sr != sr:
         import librosa
-        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq")
+        y = librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
@@ -487,6 +500,38 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
 
 def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextmanager
+def stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 (TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL)."""
+    import sys
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras():
+    """Import Keras (and TensorFlow) without their start-up chatter on stderr."""
+    import sys
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    quiet_tensorflow()
+    with stderr_silenced():
+        import keras
+        import tensorflow as tf
+        tf.get_logger().setLevel("ERROR")
+    return keras
 
 
 def save_model(model, path: str | os.PathLike, sidecar: dict) -> None:

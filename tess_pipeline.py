@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import filecmp
-import os
 import shutil
 import sys
 import time

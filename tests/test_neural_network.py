@@ -137,6 +137,8 @@ def test_h5_round_trip_sidecar_and_further_training(feats, tmp_path):
     side = NN.train_final("improved_cnn", subset="speech+song+tess", feature="mfcc", cfg=cfg,
                           out=out, features_dir=feats, epochs=2)
     model, meta = C.load_model(out)
+    assert {k: v for k, v in meta.items() if k != "format"} == side
+    assert meta["model"] == "improved_cnn" and meta["format"] == C.SIDECAR_FORMAT
     for k in (*C.SIDECAR_KEYS, "trained_on", "training", "protocol", "versions"):
         assert k in meta, k
     assert meta["feature_params"] == C.feature_params("mfcc")

@@ -1,5 +1,4 @@
 import collections
-import shutil
 
 import numpy as np
 import soundfile as sf
