@@ -81,6 +81,108 @@ def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tup
     return rel, vecs, None
 
 
+# --------------------------------------------------------------------------------------------
+# Augmented copies (training data only: neural_network.py adds them to the training rows of a
+# fold after the split; validation and test rows are always the untouched originals)
+# --------------------------------------------------------------------------------------------
+AUGMENT_VERSION = 1
+AUGMENT_SPEED = (0.88, 1.12)   # speed perturbation: pitch and tempo together (another voice)
+
+
+def augment_chain():
+    """The channel an augmented copy goes through (audiomentations): a random 7-band EQ
+    (another microphone and room), often band-limiting (telephone, small speaker, rumble
+    filter), often noise at 10-35 dB SNR, and a gain change."""
+    import audiomentations as A
+    return A.Compose([
+        A.SevenBandParametricEQ(min_gain_db=-8.0, max_gain_db=8.0, p=1.0),
+        A.OneOf([A.LowPassFilter(min_cutoff_freq=3000.0, max_cutoff_freq=7500.0, p=1.0),
+                 A.HighPassFilter(min_cutoff_freq=80.0, max_cutoff_freq=400.0, p=1.0),
+                 A.BandPassFilter(min_center_freq=800.0, max_center_freq=2000.0, p=1.0)],
+                p=0.6),
+        A.AddGaussianSNR(min_snr_db=10.0, max_snr_db=35.0, p=0.6),
+        A.Gain(min_gain_db=-12.0, max_gain_db=6.0, p=1.0),
+    ])
+
+
+def augment(y: np.ndarray, *, actor: int, copy: int, rel: str, sr: int = C.SAMPLE_RATE
+            ) -> np.ndarray:
+    """Augmented copy number ``copy`` (1, 2, ...) of one utterance of ``actor``.
+
+    Every utterance of one actor in one copy goes through the same speed factor and the same
+    channel (a "virtual speaker" with their own microphone, so that per-speaker statistics
+    mean something for copies too); the noise differs per file. Deterministic: the result
+    depends only on the audio, ``actor``, ``copy`` and ``rel`` (not on the order of work).
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio at ``sr``.
+    actor, copy : int, keyword-only
+    rel : str, keyword-only
+        The file's path relative to the features folder (seeds its noise).
+
+    Returns
+    -------
+    np.ndarray, shape (about n_samples / speed factor,), float32 in [-1, 1]
+    """
+    import random
+    import zlib
+    if copy < 1:
+        raise ValueError(f"augmented copy numbers start at 1, got {copy}")
+    seed = zlib.crc32(f"aug{AUGMENT_VERSION}|{actor}|{copy}".encode())
+    rng = np.random.default_rng(seed)
+    factor = float(rng.uniform(*AUGMENT_SPEED))
+    y = C.resample(np.asarray(y, np.float32), int(round(sr * factor)), sr=sr)
+    chain = augment_chain()
+    random.seed(seed)
+    np.random.seed(seed)
+    chain.randomize_parameters(samples=y, sample_rate=sr)   # the virtual speaker's channel
+    chain.freeze_parameters()
+    np.random.seed(zlib.crc32(f"{seed}|{rel}".encode()))     # this file's noise
+    y = chain(samples=y, sample_rate=sr)
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def aug_output_path(features_dir: Path, feature: str) -> Path:
+    """Where the augmented copies of ``feature`` are written."""
+    return Path(features_dir) / f"features_{feature}_aug.joblib"
+
+
+def _aug_cache_file(cache_dir: Path, base: str, key: str, copy: int) -> Path:
+    params = C.feature_params(base)
+    return (cache_dir / f"{base}-{C.params_hash(params)}-aug{AUGMENT_VERSION}-{copy}"
+            / key[:2] / f"{key}.npy")
+
+
+def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
+                 cache_dir: str | None) -> tuple:
+    """Worker: the missing (copy, base set) features of one file's augmented copies.
+
+    Returns ``(rel, {(copy, set): vector}, None)`` or ``(rel, None, error message)``.
+    """
+    out = {}
+    try:
+        y = C.load_audio(path)
+        for copy in sorted({c for c, _ in todo}):
+            ya = augment(y, actor=actor, copy=copy, rel=rel)
+            vecs = C.extract_features(ya, sets=tuple(b for c, b in todo if c == copy))
+            out.update({(copy, b): v for b, v in vecs.items()})
+    except (C.AudioError, ValueError) as e:
+        return rel, None, f"{path}: augmented copy: {e}"
+    except Exception as e:   # a worker must never take the run down
+        return rel, None, f"{path}: augmented copy: {type(e).__name__}: {e}"
+    if cache_dir is not None:
+        key = _file_key(Path(path), rel)
+        for (copy, base), v in out.items():
+            dest = _aug_cache_file(Path(cache_dir), base, key, copy)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with C.atomic_path(dest) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, v)
+    return rel, out, None
+
+
 def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, C.RavdessName]], list[str]]:
     """Audio files of every Actor_XX folder with their parsed names; unparseable ones listed."""
     files, problems = [], []
@@ -180,11 +282,80 @@ def check_workers_see(client, path: Path) -> None:
                          f"read the audio from the same paths (use a shared file system)")
 
 
+def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: Path | None,
+               stats: dict, *, jobs: int,
+               backend: str | None, scheduler: str | None, see: Path, progress: bool
+               ) -> tuple[dict, list[str]]:
+    """``{rel: {(copy, base set): vector}}`` for copies 1..``copies`` of every row (from the
+    cache or computed), and the one-line messages of files whose copies failed (those rows
+    keep their original features as the copy, so the arrays stay aligned)."""
+    aug: dict[str, dict] = {}
+    tasks = []
+    for path, rel, name in rows:
+        have, todo = {}, []
+        key = _file_key(path, rel) if cache_dir is not None else None
+        for c in range(1, copies + 1):
+            for b in bases:
+                try:
+                    if cache_dir is None:
+                        raise FileNotFoundError
+                    have[c, b] = np.load(_aug_cache_file(cache_dir, b, key, c))
+                except (FileNotFoundError, ValueError, OSError):
+                    todo.append((c, b))
+        aug[rel] = have
+        if todo:
+            tasks.append((str(path), rel, name.actor, todo,
+                          str(cache_dir) if cache_dir is not None else None))
+    failed = []
+    stats["augmented"] = len(tasks)
+    for rel, vecs, err in _run_tasks(_process_aug, tasks, jobs=jobs, backend=backend,
+                                     scheduler=scheduler, see=see, desc="augmented copies",
+                                     progress=progress):
+        if err:
+            failed.append(err + " (the original's features stand in)")
+        else:
+            aug[rel].update(vecs)
+    for path, rel, _ in rows:
+        for c in range(1, copies + 1):
+            for b in bases:
+                aug[rel].setdefault((c, b), originals[rel][b])
+    return aug, failed
+
+
+def _run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
+               scheduler: str | None, see: Path, desc: str, progress: bool):
+    """Yield ``func(*task)`` for every task, in parallel (local processes or the Dask cluster
+    at ``scheduler``), in the order they finish, with a progress bar."""
+    import joblib
+    from tqdm import tqdm
+    if not tasks:
+        return
+    n_jobs = jobs if jobs != 0 else 1
+    ctx = (joblib.parallel_config(backend=backend) if backend is not None
+           else contextlib.nullcontext())
+    if scheduler:   # the worker function by reference to the importable module
+        import create_features
+        func, n_jobs = getattr(create_features, func.__name__), -1
+        ctx = dask_backend(scheduler, see=see)
+    with ctx:
+        # on a cluster, joblib's dask backend sizes the tasks to 0.2-1 s of work
+        batch = "auto" if scheduler else 8 if n_jobs != 1 else 1
+        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",
+                                   batch_size=batch)
+        gen = parallel(joblib.delayed(func)(*t) for t in tasks)
+        yield from tqdm(gen, total=len(tasks), desc=desc, unit="file", disable=not progress)
+
+
 def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             feature_sets: list[str] = ("mfcc",), jobs: int = -1, use_cache: bool = True,
             progress: bool = True, out_dir: str | os.PathLike | None = None,
-            backend: str | None = None, scheduler: str | None = None) -> dict:
+            backend: str | None = None, scheduler: str | None = None,
+            augment: int = 0) -> dict:
     """Extract ``feature_sets`` for every file and write the ``.joblib`` outputs.
+
+    With ``augment`` = N > 0, also N augmented copies of every file (:func:`augment`) go to
+    ``features_<set>_aug.joblib``: ``X`` of shape (N, n_files, dim), row-aligned with
+    ``features_<set>.joblib`` (same ``path`` order), for training folds only.
 
     With ``scheduler`` (a Dask scheduler address) the files not in the cache are processed by
     that cluster's workers (joblib's ``dask`` backend); the outputs are the same.
@@ -206,6 +377,8 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
     feature_sets = list(feature_sets)
     for f in feature_sets:
         C.feature_params(f)  # raises on an unknown set before any work
+    if augment < 0:
+        raise ValueError(f"augment: the number of augmented copies must be >= 0, got {augment}")
     if not features_dir.is_dir():
         raise FileNotFoundError(f"{features_dir}: features folder not found "
                                 f"(run download_data.py and tess_pipeline.py first)")
@@ -232,37 +405,21 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             todo = list(bases)
         results[rel] = have
         if todo:
-            tasks.append((str(path), rel, todo))
+            tasks.append((str(path), rel, todo, str(cache_dir) if cache_dir else None))
 
     errors: dict[str, str] = {}
-    if tasks:
-        import contextlib
-        n_jobs = jobs if jobs != 0 else 1
-        cache_arg = str(cache_dir) if cache_dir is not None else None
-        ctx = (joblib.parallel_config(backend=backend) if backend is not None
-               else contextlib.nullcontext())
-        func = _process
-        if scheduler:   # _process by reference to the importable module, also run as a script
-            import create_features
-            func, n_jobs = create_features._process, -1
-            ctx = dask_backend(scheduler, see=features_dir)
-        with ctx:
-            # on a cluster, joblib's dask backend sizes the tasks to 0.2-1 s of work
-            batch = "auto" if scheduler else 8 if n_jobs != 1 else 1
-            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",
-                                       batch_size=batch)
-            gen = parallel(joblib.delayed(func)(p, r, todo, cache_arg)
-                           for p, r, todo in tasks)
-            for rel, vecs, err in tqdm(gen, total=len(tasks), desc="features", unit="file",
-                                       disable=not progress):
-                if err:
-                    errors[rel] = err
-                else:
-                    results[rel].update(vecs)
+    for rel, vecs, err in _run_tasks(_process, tasks, jobs=jobs, backend=backend,
+                                     scheduler=scheduler, see=features_dir,
+                                     desc="features", progress=progress):
+        if err:
+            errors[rel] = err
+        else:
+            results[rel].update(vecs)
     skipped += [errors[rel] for _, rel, _ in files if rel in errors]
 
     rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
     outputs = []
+    counts = {"augmented": 0}
     for f in feature_sets:
         if rows:
             if f == "combined":
@@ -289,7 +446,28 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
         with C.atomic_path(dest) as tmp:
             joblib.dump(data, tmp)
         outputs.append(dest)
+    if augment > 0 and rows:
+        aug, aug_skipped = _augmented(rows, results, bases, augment, cache_dir, counts,
+                                      jobs=jobs,
+                                      backend=backend, scheduler=scheduler, see=features_dir,
+                                      progress=progress)
+        skipped += aug_skipped
+        for f in feature_sets:
+            def vec(rel, copy):
+                if f == "combined":
+                    return np.concatenate([aug[rel][copy, b] for b in C.BASE_FEATURES])
+                return aug[rel][copy, f]
+            Xa = np.stack([np.stack([vec(rel, c) for _, rel, _ in rows])
+                           for c in range(1, augment + 1)]).astype(np.float32)
+            dest = aug_output_path(out_dir, f)
+            with C.atomic_path(dest) as tmp:
+                joblib.dump({"X": Xa, "path": np.array([rel for _, rel, _ in rows]),
+                             "feature": f, "params": C.feature_params(f),
+                             "augment": {"copies": augment, "version": AUGMENT_VERSION,
+                                         "speed": list(AUGMENT_SPEED)}}, tmp)
+            outputs.append(dest)
     return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
+            "augmented": counts["augmented"],
             "skipped": skipped,
             "seconds": time.perf_counter() - t0, "outputs": outputs}
 
@@ -309,6 +487,29 @@ def load_features(feature: str = "mfcc", *, features_dir: str | os.PathLike = C.
     return data
 
 
+def load_augmented(feature: str = "stats", *, features_dir: str | os.PathLike = C.FEATURES_DIR,
+                   copies: int = 1, paths: np.ndarray | None = None) -> np.ndarray:
+    """The first ``copies`` augmented copies of ``feature``: shape (copies, n_files, dim),
+    row-aligned with :func:`load_features` (checked against its ``paths`` if given)."""
+    import joblib
+    path = aug_output_path(Path(features_dir), feature)
+    hint = f"run: python create_features.py --feature {feature} --augment {copies}"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: augmented copies not found ({hint})")
+    data = joblib.load(path)
+    if (data.get("params") != C.feature_params(feature)
+            or data.get("augment", {}).get("version") != AUGMENT_VERSION):
+        raise ValueError(f"{path}: made with other feature or augmentation parameters than "
+                         f"this version's ({hint})")
+    if data["X"].shape[0] < copies:
+        raise ValueError(f"{path}: has {data['X'].shape[0]} augmented copies, {copies} asked "
+                         f"for ({hint})")
+    if paths is not None and not np.array_equal(np.asarray(paths), data["path"]):
+        raise ValueError(f"{path}: rows do not match features_{feature}.joblib (made from "
+                         f"other files; {hint})")
+    return data["X"][:copies]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -324,6 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel worker processes (-1: all cores, 1: no parallelism)")
     p.add_argument("--no-cache", action="store_true",
                    help="ignore and do not write the per-file cache")
+    p.add_argument("--augment", type=int, default=0, metavar="N",
+                   help="also write N augmented copies of every file to "
+                        "features_<set>_aug.joblib (speed perturbation and a random "
+                        "microphone/room channel per speaker and copy, audiomentations); "
+                        "neural_network.py --augment adds them to training folds only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="process the files on the Dask cluster of this scheduler (e.g. "
@@ -338,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = extract(args.features_dir, feature_sets=sets, jobs=args.jobs,
                     use_cache=not args.no_cache, progress=not args.quiet, out_dir=args.out,
-                    scheduler=args.scheduler)
+                    scheduler=args.scheduler, augment=args.augment)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -347,7 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     n = r["files"] + len(r["skipped"])
     rate = r["computed"] / r["seconds"] if r["seconds"] > 0 else 0.0
     print(f"create_features: {n} files, {r['files']} rows, {len(r['skipped'])} skipped, "
-          f"{r['computed']} processed, {r['cached']} from cache, {r['seconds']:.1f} s, "
+          f"{r['computed']} processed, {r['cached']} from cache, "
+          + (f"{r['augmented']} files' augmented copies computed, " if args.augment else "")
+          + f"{r['seconds']:.1f} s, "
           f"{rate:.0f} files/s; wrote "
           + ", ".join(str(o) for o in r["outputs"]))
     return 0
