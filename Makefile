@@ -28,13 +28,18 @@ data: setup
 tess: setup
 	$(PY) tess_pipeline.py
 
+# every feature set, then 4 augmented copies of the pooled statistics (training data only)
 features: setup
 	$(PY) create_features.py --feature all
+	$(PY) create_features.py --feature stats --augment 4
 
-# an evaluation run (reports in media/), then the shipped model on all the data
+# an evaluation run (reports in media/), then the shipped models on all the data
+STATS_MODEL := --model mlp --feature stats --augment 4 --all-data
 train: setup
 	$(PY) neural_network.py --no-save $(TRAIN_ARGS)
 	$(PY) neural_network.py --model improved_cnn --all-data
+	$(PY) neural_network.py $(STATS_MODEL) --save models/emotion_mlp_stats.h5
+	$(PY) neural_network.py $(STATS_MODEL) --norm speaker --save models/emotion_mlp_stats_speaker.h5
 
 plot: setup
 	$(PY) plot_model.py

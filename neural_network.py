@@ -105,28 +105,6 @@ def mlp(input_shape, n_classes=C.N_CLASSES):
                              L.Dense(n_classes, activation="softmax")], name="mlp")
 
 
-ENSEMBLE_TOWERS = 5
-
-
-@register("mlp_ensemble")
-def mlp_ensemble(input_shape, n_classes=C.N_CLASSES):
-    """Beyond the original: five MLPs (the ``mlp`` above, each its own initialisation and
-    dropout) whose class probabilities are averaged, trained together; steadier across unseen
-    speakers than one MLP (speaker protocol, measured in the README)."""
-    keras, L = _layers()
-    inp = keras.Input(input_shape)
-    x = L.Flatten()(inp)
-    outs = []
-    for i in range(ENSEMBLE_TOWERS):
-        h = L.Dropout(0.2, name=f"m{i}_drop_in")(x)
-        h = L.Dense(256, activation="relu", name=f"m{i}_dense1")(h)
-        h = L.Dropout(0.4, name=f"m{i}_drop1")(h)
-        h = L.Dense(128, activation="relu", name=f"m{i}_dense2")(h)
-        h = L.Dropout(0.4, name=f"m{i}_drop2")(h)
-        outs.append(L.Dense(n_classes, activation="softmax", name=f"m{i}_softmax")(h))
-    return keras.Model(inp, L.Average(name="average")(outs), name="mlp_ensemble")
-
-
 ORIGINAL_MODELS = ("basic_cnn", "improved_cnn", "cnn_gru", "lstm")
 
 
@@ -760,18 +738,25 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
     return sidecar
 
 
-def _speaker_record(media_dir: Path, model: str, subset: str, feature: str, norm: str):
-    """The speaker-protocol figures of this configuration, if results.json has them."""
+def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, norm: str,
+                      augment: int) -> dict:
+    """The speaker- and corpus-protocol figures of this configuration that results.json has,
+    by protocol (``speaker``, ``corpus ravdess->tess``, ...)."""
     path = Path(media_dir) / "results.json"
     if not path.exists():
-        return None
+        return {}
     adaptation = "speaker" if norm == "speaker" else "none"
+    out = {}
     for r in json.loads(path.read_text()):
-        if (r["model"], r["protocol"], r["subset"], r["feature"], r.get("adaptation")) == \
-                (model, "speaker", subset, feature, adaptation):
-            return {k: r[k] for k in ("protocol", "uar", "uar_std", "accuracy", "macro_f1",
-                                      "weighted_f1") if k in r}
-    return None
+        if (r["model"], r["subset"], r["feature"], r.get("adaptation"),
+                r.get("augmentation", 0)) != (model, subset, feature, adaptation, augment):
+            continue
+        if r["protocol"] == "speaker":
+            out["speaker"] = {k: r[k] for k in ("uar", "uar_std", "accuracy", "macro_f1")}
+        elif r["protocol"] == "corpus":
+            out[f"corpus {r['train_corpus']}->{r['test_corpus']}"] = {
+                k: r[k] for k in ("uar_restricted", "uar_8way")}
+    return out
 
 
 def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: str,
@@ -874,8 +859,9 @@ def main(argv: list[str] | None = None) -> int:
             train_final(models[0], subset=args.subset, feature=args.feature, cfg=cfg, out=out,
                         features_dir=args.features_dir,
                         epochs=args.epochs if args.epochs != 150 else None,
-                        protocol_record=_speaker_record(args.media_dir, models[0], args.subset,
-                                                        args.feature, cfg.norm))
+                        protocol_record=_protocol_records(args.media_dir, models[0],
+                                                          args.subset, args.feature, cfg.norm,
+                                                          cfg.augment))
             return 0
         directions = (["ravdess", "tess"] if args.train_corpus == "both"
                       else [args.train_corpus])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How speaker adaptation degrades with little enrolment audio (speaker protocol).
 
-For each fold of the speaker protocol (RAVDESS actors held out, TESS in training), the MLP is
+For each fold of the speaker protocol (RAVDESS actors held out, TESS in training), the model (default: the shipped recipe) is
 trained on per-speaker-normalised pooled statistics (`--norm speaker`); each test speaker is then
 normalised with statistics from only N of their own utterances (drawn at random, labels unused,
 shrunk towards the training population as live_predictions.py --enrol does), and judged on all
@@ -27,11 +27,17 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="0,5,10,25,50,all",
                     help="enrolment sizes to try (0 = population statistics)")
     ap.add_argument("--draws", type=int, default=3, help="random enrolment draws per speaker")
+    ap.add_argument("--model", default="mlp", choices=list(NN.MODELS),
+                    help="model trained per fold (default mlp, as shipped)")
+    ap.add_argument("--augment", type=int, default=4,
+                    help="augmented copies added to training rows (default 4, as shipped; "
+                         "create_features.py --feature stats --augment N makes them)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR)
     args = ap.parse_args(argv)
     from sklearn.metrics import balanced_accuracy_score
-    raw = NN.load_dataset("stats", args.subset, features_dir=args.features_dir)
+    raw = NN.load_dataset("stats", args.subset, features_dir=args.features_dir,
+                          augment=args.augment)
     ds = raw.speaker_normalized()
     folds = NN.split_speaker(ds, args.seed)
     cfg = NN.TrainConfig(batch_size=64, norm="none", seed=args.seed)
@@ -39,7 +45,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     scores = {s: [] for s in sizes}
     for f in folds:
-        model, *_ = NN.train_one("mlp", ds, f, cfg)
+        model, *_ = NN.train_one(args.model, ds, f, cfg)
         prior = NN.fit_normalization(raw.X[np.concatenate([f.train, f.val])], "global")
         for s in sizes:
             preds, truth = [], []

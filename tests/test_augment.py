@@ -1,5 +1,8 @@
 """Augmented copies (create_features.py --augment, neural_network.py --augment): what they
 do to the audio, how they are stored, and that they only ever join training rows."""
+import json
+import shutil
+
 import joblib
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import soundfile as sf
 import create_features
 import neural_network as NN
 import ser_common as C
+from conftest import needs_data
 from test_neural_network import synthetic_features
 
 SR = C.SAMPLE_RATE
@@ -138,3 +142,41 @@ def test_augmented_run_records_it_and_refuses_missing_copies(feats, tmp_path, ca
     assert sorted(r["augmentation"] for r in recs) == [0, 2]   # two records, not replaced
     assert NN.main(["--protocol", "speaker", "--augment", "3", *args]) == 1
     assert "3 asked for" in capsys.readouterr().err
+
+
+@needs_data
+def test_corpus_protocol_on_real_files_with_copies_and_adaptation(shared_data, tmp_path):
+    """A 2-epoch run of the corpus protocol on a small real subset, with augmented copies and
+    speaker adaptation, writes a complete record."""
+    root = tmp_path / "features"
+    for actor in (1, 2, 3, 4):
+        src = shared_data / "ravdess_speech" / f"Actor_{actor:02d}"
+        for p in sorted(src.glob("*.flac"))[::8]:
+            (root / src.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, root / src.name / p.name)
+    tess = root / "Actor_25"
+    tess.mkdir(parents=True)
+    n_tess = 0
+    for folder in sorted((shared_data / "tess").glob("YAF_*")):
+        emotion = folder.name.split("_", 1)[1].lower()
+        code = C.TESS_EMOTION_CODES[C.TESS_FOLDER_EMOTIONS.get(emotion, emotion)]
+        for i, p in enumerate(sorted(folder.glob("*.*"))[:2]):
+            statement, repetition = C.tess_word_code(i)
+            shutil.copy(p, tess / f"03-01-{code:02d}-01-{statement:02d}-{repetition:02d}-25"
+                                  f"{p.suffix}")
+            n_tess += 1
+    assert create_features.main(["--features-dir", str(root), "--feature", "stats",
+                                 "--augment", "1", "--quiet", "--jobs", "2"]) == 0
+    media = tmp_path / "media"
+    assert NN.main(["--features-dir", str(root), "--media-dir", str(media), "--model", "mlp",
+                    "--feature", "stats", "--protocol", "corpus", "--train-corpus", "ravdess",
+                    "--augment", "1", "--norm", "speaker", "--epochs", "2", "--quiet",
+                    "--no-save"]) == 0
+    (rec,) = json.loads((media / "results.json").read_text())
+    assert (rec["protocol"], rec["train_corpus"], rec["test_corpus"]) == \
+        ("corpus", "ravdess", "tess")
+    assert (rec["adaptation"], rec["augmentation"], rec["feature"]) == ("speaker", 1, "stats")
+    assert rec["n_test"] == n_tess == 14
+    for k in ("uar_restricted", "uar_8way", "accuracy", "macro_f1"):
+        assert 0.0 <= rec[k] <= 1.0, k
+    assert (media / "results.md").read_text().count("corpus (ravdess→tess)") == 1
