@@ -34,7 +34,7 @@ features: setup
 	$(PY) create_features.py --feature stats --augment 4
 
 # an evaluation run (reports in media/), then the shipped models on all the data
-STATS_MODEL := --model mlp --feature stats --augment 4 --all-data
+STATS_MODEL := --model mlp --ensemble 5 --feature stats --augment 4 --all-data
 train: setup
 	$(PY) neural_network.py --no-save $(TRAIN_ARGS)
 	$(PY) neural_network.py --model improved_cnn --all-data

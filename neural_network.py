@@ -33,7 +33,7 @@ C.quiet_tensorflow()
 SUBSET_CORPORA = {"speech": "ravdess_speech", "song": "ravdess_song", "tess": "tess"}
 PROTOCOLS = ("original", "random", "speaker", "corpus")
 RESULT_KEY = ("model", "protocol", "subset", "feature", "adaptation", "augmentation",
-              "train_corpus", "test_corpus")
+              "ensemble", "train_corpus", "test_corpus")
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,6 +274,7 @@ class TrainConfig:
     seed: int = 42
     norm: str = "none"          # none | global
     augment: int = 0            # augmented copies of the training rows (create_features.py)
+    ensemble: int = 1           # members trained apart (seeds seed, seed+1, ...) and averaged
     verbose: int = 0
 
 
@@ -295,10 +296,45 @@ def compile_model(model, lr: float):
     return model
 
 
+def ensemble_of(members: list, input_shape: tuple):
+    """One Keras model whose output is the mean of the members' class probabilities."""
+    import keras
+    inp = keras.Input(input_shape)
+    outs = [keras.Model(m.inputs[0], m.outputs[0], name=f"member{i + 1}")(inp)
+            for i, m in enumerate(members)]
+    return keras.Model(inp, keras.layers.Average(name="average")(outs),
+                       name=f"{members[0].name}_x{len(members)}")
+
+
+def build_model(model_name: str, input_shape: tuple, members: int = 1):
+    """An untrained ``model_name`` (or an ensemble of ``members`` of them)."""
+    if members == 1:
+        return MODELS[model_name](input_shape)
+    return ensemble_of([MODELS[model_name](input_shape) for _ in range(members)], input_shape)
+
+
 def train_one(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, *,
               epochs_fixed: bool = False):
-    """Train ``model_name`` on ``fold``; returns (model, history dict, norm, seconds)."""
+    """Train ``model_name`` on ``fold``; returns (model, history dict, norm, seconds).
+
+    With ``cfg.ensemble`` = N > 1, N models are trained apart (seeds ``cfg.seed`` + 0..N-1,
+    each with its own early stopping) and returned as one averaging model
+    (:func:`ensemble_of`); the history is the first member's, its ``best_epoch`` the median
+    of the members'.
+    """
     import keras
+    if cfg.ensemble > 1:
+        members, hists, seconds = [], [], 0.0
+        for i in range(cfg.ensemble):
+            one = TrainConfig(**{**cfg.__dict__, "seed": cfg.seed + i, "ensemble": 1})
+            m, h, norm, sec = train_one(model_name, ds, fold, one, epochs_fixed=epochs_fixed)
+            members.append(m)
+            hists.append(h)
+            seconds += sec
+        hist = dict(hists[0])
+        hist["member_best_epochs"] = [h["best_epoch"] for h in hists]
+        hist["best_epoch"] = int(np.median(hist["member_best_epochs"]))
+        return ensemble_of(members, tuple(members[0].input_shape[1:])), hist, norm, seconds
     keras.utils.set_random_seed(cfg.seed)
     Xtr, ytr, _ = ds.training_rows(fold.train)
     norm = fit_normalization(Xtr, cfg.norm)
@@ -445,7 +481,7 @@ def update_results(path: Path, records: list[dict]) -> list[dict]:
 
 def results_markdown(records: list[dict]) -> str:
     cols = ["model", "protocol", "subset", "feature", "adaptation", "augmentation",
-            "accuracy", "uar",
+            "ensemble", "accuracy", "uar",
             "macro_f1", "weighted_f1", "uar_restricted", "uar_8way", "epochs",
             "seconds_per_epoch", "train_seconds"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -580,7 +616,7 @@ def _cluster_folds(models: list[str], ds: Dataset, folds: list[Fold], cfg: Train
         model = norm = None
         if i == last:
             norm, weights = r[6:]
-            model = compile_model(MODELS[name]((int(ds.X.shape[1]), 1)), cfg.learning_rate)
+            model = build_model(name, (int(ds.X.shape[1]), 1), cfg.ensemble)
             model.set_weights(weights)
         out[name].append((tuple(r[:6]), model, norm))
     return out
@@ -614,9 +650,10 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
         last_model, last_norm = model, norm
     agg = {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
     rec = {"model": model_name, "protocol": protocol, "subset": subset, "feature": ds.feature,
-           "adaptation": adaptation, "augmentation": ds.copies, **agg,
+           "adaptation": adaptation, "augmentation": ds.copies, "ensemble": cfg.ensemble,
+           **agg,
            "epochs": float(np.mean(epochs)), "train_seconds": float(np.sum(secs)),
-           "seconds_per_epoch": float(np.sum(secs) / max(1, np.sum(epochs))),
+           "seconds_per_epoch": float(np.sum(secs) / max(1, np.sum(epochs) * cfg.ensemble)),
            "seed": cfg.seed, "batch_size": cfg.batch_size,
            "norm": "speaker" if adaptation == "speaker" else cfg.norm,
            "n_train": int(np.mean([len(f.train) for f in folds])),
@@ -708,7 +745,9 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
         best = []
         for f in folds:
             probe = Fold(np.concatenate([f.train, f.test]), f.val, f.val, "probe")
-            best.append(train_one(model_name, ds, probe, cfg)[1]["best_epoch"])
+            # one model per probe (an ensemble's members stop at about the same epoch)
+            single = TrainConfig(**{**cfg.__dict__, "ensemble": 1})
+            best.append(train_one(model_name, ds, probe, single)[1]["best_epoch"])
         epochs = int(np.median(best))
         print(f"{model_name}: {epochs} epochs (median of {best}, early stopping on held-out "
               f"actors {[f.info['val_actors'] for f in folds]})")
@@ -725,7 +764,7 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
                "trained_on": {"subset": subset, "corpora": corpora, "rows": int(len(ds)),
                               "actors": sorted(set(ds.meta["actor"].tolist()))},
                "training": {"epochs": int(epochs), "batch_size": cfg.batch_size,
-                            "augment": cfg.augment,
+                            "augment": cfg.augment, "ensemble": cfg.ensemble,
                             "learning_rate": cfg.learning_rate, "seed": cfg.seed,
                             "norm": "speaker" if adaptation == "speaker" else cfg.norm,
                             "seconds": round(secs, 1)},
@@ -739,7 +778,7 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
 
 
 def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, norm: str,
-                      augment: int) -> dict:
+                      augment: int, ensemble: int) -> dict:
     """The speaker- and corpus-protocol figures of this configuration that results.json has,
     by protocol (``speaker``, ``corpus ravdess->tess``, ...)."""
     path = Path(media_dir) / "results.json"
@@ -749,7 +788,8 @@ def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, no
     out = {}
     for r in json.loads(path.read_text()):
         if (r["model"], r["subset"], r["feature"], r.get("adaptation"),
-                r.get("augmentation", 0)) != (model, subset, feature, adaptation, augment):
+                r.get("augmentation", 0), r.get("ensemble", 1)) != \
+                (model, subset, feature, adaptation, augment, ensemble):
             continue
         if r["protocol"] == "speaker":
             out["speaker"] = {k: r[k] for k in ("uar", "uar_std", "accuracy", "macro_f1")}
@@ -810,6 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "create_features.py --augment N: other voices and microphones) to "
                         "the training part of every fold; validation and test rows stay "
                         "original (default 0)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="train N models apart (seeds SEED..SEED+N-1) and average their "
+                        "probabilities, saved as one Keras model (default 1)")
     p.add_argument("--folds", type=int, default=5,
                    help="actor groups of the speaker protocol (default 5)")
     p.add_argument("--train-corpus", default="both", choices=["ravdess", "tess", "both"],
@@ -845,11 +888,14 @@ def main(argv: list[str] | None = None) -> int:
     norm = args.norm or ("none" if args.protocol == "original" else "global")
     cfg = TrainConfig(epochs=args.epochs, batch_size=batch, learning_rate=args.learning_rate,
                       patience=args.patience, seed=args.seed, norm=norm,
-                      augment=args.augment)
+                      augment=args.augment, ensemble=args.ensemble)
     models = list(ORIGINAL_MODELS) if args.model == "all" else [args.model]
     save_to = args.save or (C.DEFAULT_MODEL if args.model == "improved_cnn" else None)
     try:
         parse_subset(args.subset)
+        if args.ensemble < 1 or args.augment < 0:
+            raise ValueError(f"--ensemble must be >= 1 (got {args.ensemble}) and --augment "
+                             f">= 0 (got {args.augment})")
         if args.all_data:
             if len(models) != 1:
                 raise ValueError("--all-data trains one model: pass --model NAME")
@@ -861,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
                         epochs=args.epochs if args.epochs != 150 else None,
                         protocol_record=_protocol_records(args.media_dir, models[0],
                                                           args.subset, args.feature, cfg.norm,
-                                                          cfg.augment))
+                                                          cfg.augment, cfg.ensemble))
             return 0
         directions = (["ravdess", "tess"] if args.train_corpus == "both"
                       else [args.train_corpus])

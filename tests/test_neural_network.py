@@ -171,3 +171,27 @@ def test_bad_input_is_a_clear_error(tmp_path, feats, capsys):
         NN.parse_subset("song+voices")
     assert NN.main(["--features-dir", str(feats), "--subset", "song+voices"]) == 1
     assert "unknown part" in capsys.readouterr().err
+
+
+def test_ensemble_averages_members_trained_apart(feats, tmp_path):
+    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    (f,) = NN.split_random(ds, 0)
+    cfg = NN.TrainConfig(epochs=3, batch_size=32, norm="global", seed=5, ensemble=3)
+    model, hist, norm, _ = NN.train_one("mlp", ds, f, cfg)
+    assert len(hist["member_best_epochs"]) == 3
+    X = C.model_input(ds.X[f.test], {"normalization": norm, "input_shape": [40, 1]})
+    members = [model.get_layer(f"member{i}") for i in (1, 2, 3)]
+    each = np.stack([m.predict(X, verbose=0) for m in members])
+    np.testing.assert_allclose(model.predict(X, verbose=0), each.mean(axis=0), atol=1e-6)
+    assert not np.allclose(each[0], each[1], atol=1e-3)        # other seeds, other members
+    # member 1 is the single model of the same seed
+    single, *_ = NN.train_one("mlp", ds, f, NN.TrainConfig(**{**cfg.__dict__, "ensemble": 1}))
+    np.testing.assert_allclose(each[0], single.predict(X, verbose=0), atol=1e-5)
+    # saved as one H5 with its sidecar, reloaded, predicts the same
+    out = tmp_path / "ens.h5"
+    NN.train_final("mlp", subset="speech+song+tess", feature="mfcc", cfg=cfg, out=out,
+                   features_dir=feats, epochs=2)
+    loaded, meta = C.load_model(out)
+    assert meta["training"]["ensemble"] == 3
+    assert len([layer for layer in loaded.layers if layer.name.startswith("member")]) == 3
+    assert NN.main(["--features-dir", str(feats), "--no-save", "--ensemble", "0"]) == 1
