@@ -135,12 +135,18 @@ def augment(y: np.ndarray, *, actor: int, copy: int, rel: str, sr: int = C.SAMPL
     factor = float(rng.uniform(*AUGMENT_SPEED))
     y = C.resample(np.asarray(y, np.float32), int(round(sr * factor)), sr=sr)
     chain = augment_chain()
-    random.seed(seed)
-    np.random.seed(seed)
-    chain.randomize_parameters(samples=y, sample_rate=sr)   # the virtual speaker's channel
-    chain.freeze_parameters()
-    np.random.seed(zlib.crc32(f"{seed}|{rel}".encode()))     # this file's noise
-    y = chain(samples=y, sample_rate=sr)
+    # audiomentations draws from the global generators: seed them, and give the caller's back
+    saved = random.getstate(), np.random.get_state()
+    try:
+        random.seed(seed)
+        np.random.seed(seed)
+        chain.randomize_parameters(samples=y, sample_rate=sr)   # the virtual speaker's channel
+        chain.freeze_parameters()
+        np.random.seed(zlib.crc32(f"{seed}|{rel}".encode()))     # this file's noise
+        y = chain(samples=y, sample_rate=sr)
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 

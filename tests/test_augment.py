@@ -29,7 +29,9 @@ def peak_hz(y):
 
 def test_copy_is_another_voice_and_deterministic():
     y = harmonic(200.0)
+    before = np.random.get_state()[1].copy()
     a = create_features.augment(y, actor=3, copy=1, rel="Actor_03/x.wav")
+    np.testing.assert_array_equal(np.random.get_state()[1], before)   # caller's RNG untouched
     np.testing.assert_array_equal(a, create_features.augment(y, actor=3, copy=1,
                                                              rel="Actor_03/x.wav"))
     assert a.dtype == np.float32 and np.all(np.abs(a) <= 1.0) and np.all(np.isfinite(a))
