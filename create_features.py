@@ -73,12 +73,16 @@ def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tup
     if cache_dir is not None:
         key = _file_key(Path(path), rel)
         for base, v in vecs.items():
-            dest = _cache_file(Path(cache_dir), base, key)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with C.atomic_path(dest) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, v)
+            _cache_write(_cache_file(Path(cache_dir), base, key), v)
     return rel, vecs, None
+
+
+def _cache_write(dest: Path, v: np.ndarray) -> None:
+    """One cached vector, written atomically (a killed worker leaves no half file)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with C.atomic_path(dest) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,11 +185,7 @@ def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
     if cache_dir is not None:
         key = _file_key(Path(path), rel)
         for (copy, base), v in out.items():
-            dest = _aug_cache_file(Path(cache_dir), base, key, copy)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with C.atomic_path(dest) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, v)
+            _cache_write(_aug_cache_file(Path(cache_dir), base, key, copy), v)
     return rel, out, None
 
 
@@ -289,22 +289,21 @@ def check_workers_see(client, path: Path) -> None:
 
 
 def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: Path | None,
-               stats: dict, *, jobs: int,
-               backend: str | None, scheduler: str | None, see: Path, progress: bool
-               ) -> tuple[dict, list[str]]:
+               *, jobs: int, backend: str | None, scheduler: str | None, see: Path,
+               progress: bool) -> tuple[dict, list[str], int]:
     """``{rel: {(copy, base set): vector}}`` for copies 1..``copies`` of every row (from the
-    cache or computed), and the one-line messages of files whose copies failed (those rows
-    keep their original features as the copy, so the arrays stay aligned)."""
+    cache or computed), the one-line messages of files whose copies failed (those rows keep
+    their original features as the copy, so the arrays stay aligned), and the number of files
+    whose copies were computed."""
     aug: dict[str, dict] = {}
     tasks = []
+    wanted = [(c, b) for c in range(1, copies + 1) for b in bases]
     for path, rel, name in rows:
-        have, todo = {}, []
-        key = _file_key(path, rel) if cache_dir is not None else None
-        for c in range(1, copies + 1):
-            for b in bases:
+        have, todo = {}, list(wanted)
+        if cache_dir is not None:
+            key, todo = _file_key(path, rel), []
+            for c, b in wanted:
                 try:
-                    if cache_dir is None:
-                        raise FileNotFoundError
                     have[c, b] = np.load(_aug_cache_file(cache_dir, b, key, c))
                 except (FileNotFoundError, ValueError, OSError):
                     todo.append((c, b))
@@ -313,7 +312,6 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
             tasks.append((str(path), rel, name.actor, todo,
                           str(cache_dir) if cache_dir is not None else None))
     failed = []
-    stats["augmented"] = len(tasks)
     for rel, vecs, err in _run_tasks(_process_aug, tasks, jobs=jobs, backend=backend,
                                      scheduler=scheduler, see=see, desc="augmented copies",
                                      progress=progress):
@@ -321,11 +319,10 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
             failed.append(err + " (the original's features stand in)")
         else:
             aug[rel].update(vecs)
-    for path, rel, _ in rows:
-        for c in range(1, copies + 1):
-            for b in bases:
-                aug[rel].setdefault((c, b), originals[rel][b])
-    return aug, failed
+    for _, rel, _ in rows:
+        for c, b in wanted:
+            aug[rel].setdefault((c, b), originals[rel][b])
+    return aug, failed, len(tasks)
 
 
 def _run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
@@ -425,7 +422,7 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
 
     rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
     outputs = []
-    counts = {"augmented": 0}
+    n_augmented = 0
     for f in feature_sets:
         if rows:
             if f == "combined":
@@ -453,10 +450,9 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             joblib.dump(data, tmp)
         outputs.append(dest)
     if augment > 0 and rows:
-        aug, aug_skipped = _augmented(rows, results, bases, augment, cache_dir, counts,
-                                      jobs=jobs,
-                                      backend=backend, scheduler=scheduler, see=features_dir,
-                                      progress=progress)
+        aug, aug_skipped, n_augmented = _augmented(
+            rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
+            scheduler=scheduler, see=features_dir, progress=progress)
         skipped += aug_skipped
         for f in feature_sets:
             def vec(rel, copy):
@@ -473,7 +469,7 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
                                          "speed": list(AUGMENT_SPEED)}}, tmp)
             outputs.append(dest)
     return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
-            "augmented": counts["augmented"],
+            "augmented": n_augmented,
             "skipped": skipped,
             "seconds": time.perf_counter() - t0, "outputs": outputs}
 

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -326,7 +326,7 @@ def train_one(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, *,
     if cfg.ensemble > 1:
         members, hists, seconds = [], [], 0.0
         for i in range(cfg.ensemble):
-            one = TrainConfig(**{**cfg.__dict__, "seed": cfg.seed + i, "ensemble": 1})
+            one = replace(cfg, seed=cfg.seed + i, ensemble=1)
             m, h, norm, sec = train_one(model_name, ds, fold, one, epochs_fixed=epochs_fixed)
             members.append(m)
             hists.append(h)
@@ -530,7 +530,7 @@ def _adapt(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, TrainConfig, str]:
         # every actor lies in one part of a speaker/corpus fold: statistics come from that
         # actor's own unlabelled rows only
         ds = ds.speaker_normalized()
-        cfg = TrainConfig(**{**cfg.__dict__, "norm": "none"})
+        cfg = replace(cfg, norm="none")
     return ds, cfg, adaptation
 
 
@@ -737,7 +737,7 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
         # statistics ship as the fallback and as the prior for a user's few utterances
         adaptation, prior = "speaker", fit_normalization(ds.X, "global")
         ds = ds.speaker_normalized()
-        cfg = TrainConfig(**{**cfg.__dict__, "norm": "none"})
+        cfg = replace(cfg, norm="none")
     if epochs is None:
         # median best epoch of early stopping on whole held-out actors, over 3 draws
         n_actors = len(set(ds.meta["actor"].tolist()))
@@ -746,12 +746,12 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
         for f in folds:
             probe = Fold(np.concatenate([f.train, f.test]), f.val, f.val, "probe")
             # one model per probe (an ensemble's members stop at about the same epoch)
-            single = TrainConfig(**{**cfg.__dict__, "ensemble": 1})
+            single = replace(cfg, ensemble=1)
             best.append(train_one(model_name, ds, probe, single)[1]["best_epoch"])
         epochs = int(np.median(best))
         print(f"{model_name}: {epochs} epochs (median of {best}, early stopping on held-out "
               f"actors {[f.info['val_actors'] for f in folds]})")
-    fcfg = TrainConfig(**{**cfg.__dict__, "epochs": int(epochs)})
+    fcfg = replace(cfg, epochs=int(epochs))
     everything = Fold(np.arange(len(ds)), None, np.arange(0), "all")
     model, hist, norm, secs = train_one(model_name, ds, everything, fcfg, epochs_fixed=True)
     corpora = sorted(set(ds.meta["corpus"].tolist()))
@@ -807,7 +807,8 @@ def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: st
                "adaptation": "none",
                "trained_on": {"subset": subset, "rows": record["n_train"]},
                "training": {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                            "seed": cfg.seed, "norm": cfg.norm, "epochs": record["epochs"]},
+                            "seed": cfg.seed, "norm": cfg.norm, "epochs": record["epochs"],
+                            "augment": cfg.augment, "ensemble": cfg.ensemble},
                "protocol": protocol,
                "metrics": {k: record[k] for k in ("accuracy", "uar", "macro_f1", "weighted_f1")},
                "versions": C.library_versions()}

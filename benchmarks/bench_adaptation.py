@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """How speaker adaptation degrades with little enrolment audio (speaker protocol).
 
-For each fold of the speaker protocol (RAVDESS actors held out, TESS in training), the model (default: the shipped recipe) is
+For each fold of the speaker protocol (RAVDESS actors held out, TESS in training), one MLP of
+the shipped recipe (4 augmented copies; the shipped model averages five such MLPs) is
 trained on per-speaker-normalised pooled statistics (`--norm speaker`); each test speaker is then
 normalised with statistics from only N of their own utterances (drawn at random, labels unused,
 shrunk towards the training population as live_predictions.py --enrol does), and judged on all
@@ -28,7 +29,8 @@ def main(argv=None) -> int:
                     help="enrolment sizes to try (0 = population statistics)")
     ap.add_argument("--draws", type=int, default=3, help="random enrolment draws per speaker")
     ap.add_argument("--model", default="mlp", choices=list(NN.MODELS),
-                    help="model trained per fold (default mlp, as shipped)")
+                    help="model trained per fold (default mlp: one member of the shipped "
+                         "ensemble)")
     ap.add_argument("--augment", type=int, default=4,
                     help="augmented copies added to training rows (default 4, as shipped; "
                          "create_features.py --feature stats --augment N makes them)")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import joblib
@@ -185,7 +186,7 @@ def test_ensemble_averages_members_trained_apart(feats, tmp_path):
     np.testing.assert_allclose(model.predict(X, verbose=0), each.mean(axis=0), atol=1e-6)
     assert not np.allclose(each[0], each[1], atol=1e-3)        # other seeds, other members
     # member 1 is the single model of the same seed
-    single, *_ = NN.train_one("mlp", ds, f, NN.TrainConfig(**{**cfg.__dict__, "ensemble": 1}))
+    single, *_ = NN.train_one("mlp", ds, f, dataclasses.replace(cfg, ensemble=1))
     np.testing.assert_allclose(each[0], single.predict(X, verbose=0), atol=1e-5)
     # saved as one H5 with its sidecar, reloaded, predicts the same
     out = tmp_path / "ens.h5"
