@@ -17,8 +17,9 @@ traced ``tf.function``; both avoid ``model.predict``'s ~40-60 ms per call.
 
 Streaming judges a sliding window (:class:`StreamProcessor`, independent of the device); every
 window that passes the energy gate goes through the model's adaptation hook
-(:class:`NoAdaptation`, chosen by the sidecar's ``adaptation`` key) before normalisation, which
-is where a later adaptive mode updates its statistics from the running audio.
+(:class:`NoAdaptation` or :class:`SpeakerAdaptation`, chosen by the sidecar's ``adaptation``
+key) before normalisation: that is where the speaker-adapted model updates its running estimate
+of the speaker's statistics.
 
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
 short, ...; the others still run), 2 when nothing could run (bad arguments, unusable model, no
@@ -140,12 +141,12 @@ def trim_silence(y: np.ndarray, *, threshold_db: float = DEFAULT_TRIM_DB, sr: in
 
 
 # --------------------------------------------------------------------------------------------
-# Adaptation hook (normalisation from running audio). Only "none" exists in this version.
+# Adaptation hooks (normalisation from running audio): "none" and "speaker".
 # --------------------------------------------------------------------------------------------
 class NoAdaptation:
     """The normalisation hook; this one keeps the sidecar's normalisation unchanged.
 
-    A later adaptive mode subclasses it: :meth:`observe` receives the feature vector of every
+    Adaptive modes subclass it: :meth:`observe` receives the feature vector of every
     window of running audio that passed the energy gate (streaming only, before it is judged);
     :meth:`normalization` returns what :func:`ser_common.model_input` should apply next
     (``None`` or ``{"mean": [...], "std": [...]}``). The sidecar's ``adaptation`` key names the
