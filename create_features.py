@@ -169,24 +169,31 @@ def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
                  cache_dir: str | None) -> tuple:
     """Worker: the missing (copy, base set) features of one file's augmented copies.
 
-    Returns ``(rel, {(copy, set): vector}, None)`` or ``(rel, None, error message)``.
+    Each copy stands or falls alone (a copy the gain made silent does not take the file's
+    other copies with it), so the result does not depend on which copies were cached.
+    Returns ``(rel, {(copy, set): vector}, [one-line message per failed copy])``.
     """
-    out = {}
+    out, errors = {}, []
     try:
         y = C.load_audio(path)
-        for copy in sorted({c for c, _ in todo}):
+    except Exception as e:   # a worker must never take the run down
+        return rel, out, [f"{path}: augmented copies: {e}"]
+    for copy in sorted({c for c, _ in todo}):
+        try:
             ya = augment(y, actor=actor, copy=copy, rel=rel)
             vecs = C.extract_features(ya, sets=tuple(b for c, b in todo if c == copy))
-            out.update({(copy, b): v for b, v in vecs.items()})
-    except (C.AudioError, ValueError) as e:
-        return rel, None, f"{path}: augmented copy: {e}"
-    except Exception as e:   # a worker must never take the run down
-        return rel, None, f"{path}: augmented copy: {type(e).__name__}: {e}"
+        except (C.AudioError, ValueError) as e:
+            errors.append(f"{path}: augmented copy {copy}: {e}")
+            continue
+        except Exception as e:   # a worker must never take the run down
+            errors.append(f"{path}: augmented copy {copy}: {type(e).__name__}: {e}")
+            continue
+        out.update({(copy, b): v for b, v in vecs.items()})
     if cache_dir is not None:
         key = _file_key(Path(path), rel)
         for (copy, base), v in out.items():
             _cache_write(_aug_cache_file(Path(cache_dir), base, key, copy), v)
-    return rel, out, None
+    return rel, out, errors
 
 
 def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, C.RavdessName]], list[str]]:
@@ -292,9 +299,9 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
                *, jobs: int, backend: str | None, scheduler: str | None, see: Path,
                progress: bool) -> tuple[dict, list[str], int]:
     """``{rel: {(copy, base set): vector}}`` for copies 1..``copies`` of every row (from the
-    cache or computed), the one-line messages of files whose copies failed (those rows keep
-    their original features as the copy, so the arrays stay aligned), and the number of files
-    whose copies were computed."""
+    cache or computed), the one-line messages of the copies that failed (e.g. made silent by
+    the gain: those rows keep their original features as the copy, so the arrays stay
+    aligned), and the number of files whose copies were computed."""
     aug: dict[str, dict] = {}
     tasks = []
     wanted = [(c, b) for c in range(1, copies + 1) for b in bases]
@@ -312,13 +319,11 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
             tasks.append((str(path), rel, name.actor, todo,
                           str(cache_dir) if cache_dir is not None else None))
     failed = []
-    for rel, vecs, err in _run_tasks(_process_aug, tasks, jobs=jobs, backend=backend,
-                                     scheduler=scheduler, see=see, desc="augmented copies",
-                                     progress=progress):
-        if err:
-            failed.append(err + " (the original's features stand in)")
-        else:
-            aug[rel].update(vecs)
+    for rel, vecs, errors in _run_tasks(_process_aug, tasks, jobs=jobs, backend=backend,
+                                        scheduler=scheduler, see=see, desc="augmented copies",
+                                        progress=progress):
+        failed += [e + " (the original's features stand in)" for e in errors]
+        aug[rel].update(vecs)
     for _, rel, _ in rows:
         for c, b in wanted:
             aug[rel].setdefault((c, b), originals[rel][b])
@@ -450,10 +455,9 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             joblib.dump(data, tmp)
         outputs.append(dest)
     if augment > 0 and rows:
-        aug, aug_skipped, n_augmented = _augmented(
+        aug, fallbacks, n_augmented = _augmented(
             rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
             scheduler=scheduler, see=features_dir, progress=progress)
-        skipped += aug_skipped
         for f in feature_sets:
             def vec(rel, copy):
                 if f == "combined":
@@ -470,6 +474,7 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             outputs.append(dest)
     return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
             "augmented": n_augmented,
+            "aug_fallbacks": fallbacks if augment > 0 and rows else [],
             "skipped": skipped,
             "seconds": time.perf_counter() - t0, "outputs": outputs}
 
@@ -552,11 +557,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for line in r["skipped"]:
         print(f"skipped: {line}", file=sys.stderr)
+    for line in r["aug_fallbacks"]:
+        print(f"kept the original: {line}", file=sys.stderr)
     n = r["files"] + len(r["skipped"])
     rate = r["computed"] / r["seconds"] if r["seconds"] > 0 else 0.0
     print(f"create_features: {n} files, {r['files']} rows, {len(r['skipped'])} skipped, "
           f"{r['computed']} processed, {r['cached']} from cache, "
-          + (f"{r['augmented']} files' augmented copies computed, " if args.augment else "")
+          + (f"{r['augmented']} files' augmented copies computed "
+             f"({len(r['aug_fallbacks'])} kept the original), " if args.augment else "")
           + f"{r['seconds']:.1f} s, "
           f"{rate:.0f} files/s; wrote "
           + ", ".join(str(o) for o in r["outputs"]))

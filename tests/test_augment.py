@@ -95,6 +95,34 @@ def test_extract_writes_row_aligned_copies_and_caches_them(tmp_path):
         create_features.extract(feats, feature_sets=["stats"], augment=-1)
 
 
+def test_a_copy_made_silent_falls_back_alone(tmp_path):
+    """A quiet file (-54 dBFS) passes as an original, but the gain of its copy 3 takes it
+    below the silence threshold: that copy keeps the original's features, with a message
+    naming the file and the copy; its other copies are real, and the same whether or not
+    copy 3 was asked for in the same run (no dependence on what was cached)."""
+    feats = _corpus(tmp_path / "features")
+    y = harmonic(200.0)
+    quiet = feats / "Actor_01" / "03-01-02-01-01-01-01.wav"
+    sf.write(quiet, y / np.abs(y).max() * 10 ** (-54 / 20), SR, subtype="FLOAT")
+    r = create_features.extract(feats, feature_sets=["stats"], jobs=1, progress=False,
+                                augment=3, use_cache=False)
+    assert not r["skipped"] and r["files"] == 4
+    assert len(r["aug_fallbacks"]) == 1
+    assert quiet.name in r["aug_fallbacks"][0] and "copy 3" in r["aug_fallbacks"][0]
+    assert "silent" in r["aug_fallbacks"][0]
+    orig = create_features.load_features("stats", features_dir=feats)
+    row = list(orig["meta"]["path"]).index(f"Actor_01/{quiet.name}")
+    aug3 = create_features.load_augmented("stats", features_dir=feats, copies=3)
+    np.testing.assert_array_equal(aug3[2, row], orig["X"][row])        # the fallback
+    assert not np.allclose(aug3[0, row], orig["X"][row])                # real copies
+    assert not np.allclose(aug3[1, row], orig["X"][row])
+    r2 = create_features.extract(feats, feature_sets=["stats"], jobs=1, progress=False,
+                                 augment=2, use_cache=False)
+    assert not r2["aug_fallbacks"]
+    np.testing.assert_array_equal(
+        create_features.load_augmented("stats", features_dir=feats, copies=2), aug3[:2])
+
+
 def _with_copies(folder, copies=2, seed=1):
     """Synthetic features plus an aligned features_mfcc_aug.joblib (originals + noise)."""
     d = joblib.load(folder / "features_mfcc.joblib")
