@@ -149,6 +149,24 @@ def test_comparison_on_the_cluster_equals_local(cluster, tmp_path):
     np.testing.assert_array_equal(m1.predict(X, verbose=0), m2.predict(X, verbose=0))
 
 
+def test_an_adapted_ensemble_on_the_cluster_equals_local(cluster, tmp_path):
+    """An ensemble of 2 MLPs with per-speaker normalisation, its folds trained as cluster
+    tasks: the same record (but the timing) as locally, members and adaptation included."""
+    feats = synthetic_features(tmp_path / "features")
+    args = ["--model", "mlp", "--ensemble", "2", "--norm", "speaker", "--protocol", "speaker",
+            "--folds", "2", "--features-dir", str(feats), "--epochs", "2", "--quiet",
+            "--no-save"]
+    records = {}
+    for where, extra in {"cluster": ["--scheduler", cluster.address], "local": []}.items():
+        media = tmp_path / f"media_{where}"
+        assert NN.main([*args, "--media-dir", str(media), *extra]) == 0
+        [records[where]] = json.loads((media / "results.json").read_text())
+    rc, rl = records["cluster"], records["local"]
+    assert rc["ensemble"] == 2 and rc["adaptation"] == "speaker" and len(rc["folds"]) == 2
+    assert {k: v for k, v in rc.items() if k not in TIMING} == \
+        {k: v for k, v in rl.items() if k not in TIMING}
+
+
 def _tones(folder, n, seconds=3.0):
     folder.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(C.SAMPLE_RATE * seconds)) / C.SAMPLE_RATE
