@@ -322,7 +322,7 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
     for rel, vecs, errors in _run_tasks(_process_aug, tasks, jobs=jobs, backend=backend,
                                         scheduler=scheduler, see=see, desc="augmented copies",
                                         progress=progress):
-        failed += [e + " (the original's features stand in)" for e in errors]
+        failed += errors
         aug[rel].update(vecs)
     for _, rel, _ in rows:
         for c, b in wanted:
@@ -352,6 +352,14 @@ def _run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
                                    batch_size=batch)
         gen = parallel(joblib.delayed(func)(*t) for t in tasks)
         yield from tqdm(gen, total=len(tasks), desc=desc, unit="file", disable=not progress)
+
+
+def _set_vector(feature: str, base) -> np.ndarray:
+    """One file's vector of ``feature`` from its base-set vectors (``base(name)``):
+    ``combined`` is the concatenation of :data:`ser_common.BASE_FEATURES`."""
+    if feature == "combined":
+        return np.concatenate([base(b) for b in C.BASE_FEATURES])
+    return base(feature)
 
 
 def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
@@ -427,14 +435,10 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
 
     rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
     outputs = []
-    n_augmented = 0
+    n_augmented, fallbacks = 0, []
     for f in feature_sets:
         if rows:
-            if f == "combined":
-                X = np.stack([np.concatenate([results[rel][b] for b in C.BASE_FEATURES])
-                              for _, rel, _ in rows])
-            else:
-                X = np.stack([results[rel][f] for _, rel, _ in rows])
+            X = np.stack([_set_vector(f, results[rel].__getitem__) for _, rel, _ in rows])
         else:
             X = np.zeros((0, C.FEATURE_DIMS[f]), np.float32)
         X = X.astype(np.float32)
@@ -459,11 +463,8 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
             scheduler=scheduler, see=features_dir, progress=progress)
         for f in feature_sets:
-            def vec(rel, copy):
-                if f == "combined":
-                    return np.concatenate([aug[rel][copy, b] for b in C.BASE_FEATURES])
-                return aug[rel][copy, f]
-            Xa = np.stack([np.stack([vec(rel, c) for _, rel, _ in rows])
+            Xa = np.stack([np.stack([_set_vector(f, lambda b: aug[rel][c, b])
+                                     for _, rel, _ in rows])
                            for c in range(1, augment + 1)]).astype(np.float32)
             dest = aug_output_path(out_dir, f)
             with C.atomic_path(dest) as tmp:
@@ -474,7 +475,7 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
             outputs.append(dest)
     return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
             "augmented": n_augmented,
-            "aug_fallbacks": fallbacks if augment > 0 and rows else [],
+            "aug_fallbacks": fallbacks,
             "skipped": skipped,
             "seconds": time.perf_counter() - t0, "outputs": outputs}
 

@@ -167,7 +167,6 @@ def test_augmented_run_records_it_and_refuses_missing_copies(feats, tmp_path, ca
     assert NN.main(["--protocol", "corpus", "--train-corpus", "ravdess", "--augment", "2",
                     *args]) == 0
     assert NN.main(["--protocol", "corpus", "--train-corpus", "ravdess", *args]) == 0
-    import json
     recs = json.loads((media / "results.json").read_text())
     assert sorted(r["augmentation"] for r in recs) == [0, 2]   # two records, not replaced
     assert NN.main(["--protocol", "speaker", "--augment", "3", *args]) == 1
