@@ -9,18 +9,25 @@ DATA   ?=
 # Arguments for the evaluation run of `make all` (see `python neural_network.py --help`).
 TRAIN_ARGS ?= --protocol random
 
-.PHONY: all setup data tess features train plot predict test clean-features
+.PHONY: all setup lock data tess features train plot predict test clean-features
 
 all: setup data tess features train plot predict
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The environment is the lock: every package at an exact version, with its hashes.
+$(VENV)/.installed: requirements.lock
 	bash tools/install_system_deps.sh
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
 	touch $@
+
+# Refresh the lock after editing requirements.in (the direct dependencies and their ranges).
+# pip-tools resolves with pip itself, for the Python that runs it (3.11 here).
+lock:
+	$(PYTHON) -m pip install -q pip-tools
+	$(PYTHON) -m piptools compile --quiet --upgrade --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links -o requirements.lock requirements.in
 
 data: setup
 	$(PY) download_data.py $(if $(DATA),--from "$(DATA)")

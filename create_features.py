@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import ser_common as C
+from ser import numba_cache
 
 CACHE_DIRNAME = ".cache"
 META_FIELDS = ("path", "corpus", "actor", "vocal_channel", "intensity", "statement",
@@ -339,6 +340,9 @@ def _run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
     if not tasks:
         return
     n_jobs = jobs if jobs != 0 else 1
+    # numba's cache complete before any worker starts (each worker checks again: Dask's
+    # workers may run on other machines); see ser/numba_cache.py
+    numba_cache.ensure_ready()
     ctx = (joblib.parallel_config(backend=backend) if backend is not None
            else contextlib.nullcontext())
     if scheduler:   # the worker function by reference to the importable module

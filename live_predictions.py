@@ -329,7 +329,7 @@ class Predictor:
                 import_keras()
             except ImportError as e:
                 raise ModelError(f"cannot import Keras/TensorFlow ({e}); install the "
-                                 f"requirements: pip install -r requirements.txt") from None
+                                 f"requirements: pip install -r requirements.lock") from None
             with _stderr_silenced():
                 model, meta = sc.load_model(self.model_path)
         except (FileNotFoundError, ValueError, OSError, TypeError, KeyError) as e:

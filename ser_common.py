@@ -18,6 +18,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ser import numba_cache   # every librosa call goes through numba_cache.librosa()
+
 # --------------------------------------------------------------------------------------------
 # Paths
 # --------------------------------------------------------------------------------------------
@@ -272,7 +274,7 @@ def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarra
     """
     y = np.asarray(y, dtype=np.float32)
     if orig_sr != sr:
-        import librosa
+        librosa = numba_cache.librosa()
         y = librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32)
 
@@ -352,7 +354,7 @@ def params_hash(params: dict) -> str:
 @functools.lru_cache(maxsize=None)
 def _mel_basis(sr: int) -> np.ndarray:
     """librosa.filters.mel for N_FFT, built once per rate (~1 ms per call otherwise)."""
-    import librosa
+    librosa = numba_cache.librosa()
     basis = librosa.filters.mel(sr=sr, n_fft=N_FFT)
     basis.flags.writeable = False
     return basis
@@ -360,7 +362,7 @@ def _mel_basis(sr: int) -> np.ndarray:
 
 def _log_mel(power: np.ndarray, sr: int) -> np.ndarray:
     """= power_to_db(librosa.feature.melspectrogram(S=power, sr=sr)), cached filterbank."""
-    import librosa
+    librosa = numba_cache.librosa()
     return librosa.power_to_db(np.einsum("...ft,mf->...mt", power, _mel_basis(sr),
                                          optimize=True))
 
@@ -383,7 +385,7 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
     dict
         name -> np.ndarray of shape (FEATURE_DIMS[name],), float32, all finite.
     """
-    import librosa
+    librosa = numba_cache.librosa()
     unknown = [s for s in sets if s not in FEATURE_SETS]
     if unknown:
         raise ValueError(f"unknown feature set(s) {unknown} (choose from {FEATURE_SETS})")
@@ -422,7 +424,7 @@ def _pooled_stats(y: np.ndarray, sr: int) -> np.ndarray:
     Written for speed (live streaming): the mel filterbank is cached and the simple spectral
     descriptors are computed directly from the magnitude spectrogram.
     """
-    import librosa
+    librosa = numba_cache.librosa()
     yt, _ = librosa.effects.trim(y, top_db=TRIM_TOP_DB, frame_length=N_FFT,
                                  hop_length=HOP_LENGTH)
     if len(yt) >= MIN_SAMPLES:

@@ -1,0 +1,1 @@
+"""ser: the library behind the pipeline's scripts (speech emotion recognition)."""
