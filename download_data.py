@@ -27,6 +27,30 @@ temporary name and renamed. Counts of audio files are checked before anything is
 TESS: 2800). A second run changes nothing: files that are already in place (same size and
 time stamp, or same content) are left alone, and a completed download is remembered in the
 cache folder so a re-run does not even contact the servers.
+
+Hostile or broken input:
+
+* every destination goes through one resolver (:func:`resolve_inside`): a name from a
+  listing (Dataverse ``label``, each folder of ``directoryLabel``) or an archive member with a
+  path separator, ``..``, an absolute path, a drive letter, NUL or another control character
+  is refused on one line naming the entry, and the resolved destination (symbolic links
+  followed) must lie inside ``--features-dir`` / ``--tess-dir``;
+* a file becomes corpus audio only if ``soundfile.info`` reads it (downloads: after the
+  download); of two files of the same recording in one source the readable one is taken;
+* a symbolic link in a ``--from`` folder that leads out of that folder (or nowhere) is not
+  followed; a placed file never has wider permissions than its source (and is never
+  executable);
+* a file in place that differs from the incoming one is kept, and said so, unless
+  ``--force``: then it is replaced and the old one kept under
+  ``<destination>/.previous/<date-time>/`` (a hidden folder the pipeline does not read);
+* folders and files that cannot be read are named with the reason (e.g. permission denied).
+
+Unsafe names and unreadable folders or files are fatal in the default strict mode (nothing is
+placed); with ``--allow-incomplete`` they are skipped, and the summary counts them. An empty
+source, or one where every file was skipped, is an error (exit 1).
+
+Exit status: 0 done (the summary line says what was placed, present and skipped), 1 an error
+(one line), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -36,6 +60,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -98,11 +123,16 @@ LOCAL_EXPECTED = {"ravdess_speech": {"per_actor": ser_common.RAVDESS_SPEECH_PER_
 
 OTHER = "other"   # summary bucket for files that belong to no corpus
 STAGING_PREFIX = "download_data-"
+PREVIOUS_DIR = ".previous"   # under a destination: files replaced by --force
 USER_AGENT = "ser-download_data/1 (python-requests)"
 
 
 class DownloadError(RuntimeError):
     """A failure with a one-line message for the user (the CLI prints it and exits 1)."""
+
+
+class UnsafeName(DownloadError):
+    """A name from a listing or an archive that is not one plain name inside its destination."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,6 +145,7 @@ class Stats:
     replaced: int = 0          # of ``placed``: an existing, differing file was replaced
     skipped: Counter = field(default_factory=Counter)   # reason -> count
     note: str = ""
+    backup: str = ""           # where the replaced files were kept
 
     def line(self, name: str) -> str:
         n_skip = sum(self.skipped.values())
@@ -126,7 +157,8 @@ class Stats:
         if n_skip:
             s += " (" + ", ".join(f"{n} {why}" for why, n in self.skipped.most_common()) + ")"
         if self.replaced:
-            s += f", {self.replaced} replaced a differing file"
+            s += f", {self.replaced} replaced a differing file (the previous kept in " \
+                 f"{self.backup})"
         if self.note:
             s += f" [{self.note}]"
         return s
@@ -153,6 +185,117 @@ def _warn(msg: str) -> None:
 
 def _info(msg: str) -> None:
     tqdm.write(msg, file=sys.stdout)
+
+
+# --------------------------------------------------------------------------------------------
+# Names from listings and archives: never a way out of the destination
+# --------------------------------------------------------------------------------------------
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SEPARATORS = re.compile(r"[/\\]")
+
+
+def _shown(s: object) -> str:
+    """``s`` for a one-line message (control characters escaped)."""
+    s = str(s)
+    return s if s.isprintable() else repr(s)[1:-1]
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be used as one file or folder name (None: it can)."""
+    if not isinstance(name, str):
+        return f"not a string but {type(name).__name__}"
+    if not name:
+        return "empty"
+    if "\0" in name:
+        return "contains a NUL character"
+    if name.startswith(("/", "\\")):
+        return "an absolute path"
+    if _DRIVE.match(name):
+        return "starts with a drive letter"
+    if ".." in _SEPARATORS.split(name):
+        return "contains '..'"
+    if _SEPARATORS.search(name):
+        return "contains a path separator"
+    if name == ".":
+        return "is '.'"
+    if not name.isprintable():
+        return "contains a control character"
+    return None
+
+
+def check_name(name: object, where: str, what: str = "name") -> str:
+    """``name`` if it is one plain file or folder name, else :class:`UnsafeName`."""
+    why = name_problem(name)
+    if why:
+        raise UnsafeName(f"{where}: unsafe {what} '{_shown(name)}' ({why}); refused")
+    return name   # type: ignore[return-value]
+
+
+def path_problem(path: str) -> str | None:
+    """Why a relative path of ``/``-separated names (an archive member, a Dataverse
+    ``directoryLabel``) cannot be used: absolute, a drive letter, ``..``, NUL, control
+    characters. Empty and ``.`` components are allowed (they name nothing)."""
+    if not isinstance(path, str):
+        return f"not a string but {type(path).__name__}"
+    if path.startswith(("/", "\\")):
+        return "an absolute path"
+    for part in _SEPARATORS.split(path):
+        if part in ("", "."):
+            continue
+        why = name_problem(part)
+        if why:
+            return why
+    return None
+
+
+def resolve_inside(root: str | os.PathLike, parts: Iterable[str], where: str) -> Path:
+    """The destination ``root/parts...`` of an entry, checked: every part one plain name
+    (:func:`name_problem`), and the resolved path (symbolic links followed) inside the
+    resolved ``root``. The one resolver of every destination (folders, archives, listings).
+
+    Raises :class:`UnsafeName` with a line naming ``where`` (the entry).
+    """
+    parts = tuple(parts)
+    for part in parts:
+        check_name(part, where)
+    root = Path(root)
+    dest = root.joinpath(*parts)
+    real_root, real = os.path.realpath(root), os.path.realpath(dest)
+    if real == real_root or os.path.commonpath([real_root, real]) != real_root:
+        raise UnsafeName(f"{where}: destination {dest} resolves to {real}, outside {root}; "
+                         f"refused")
+    return dest
+
+
+def _os_reason(e: OSError) -> str:
+    """``permission denied``, ``no such file or directory``, ... of an OSError."""
+    return (e.strerror or _short(e)).lower()
+
+
+def _sf_reason(e: BaseException) -> str:
+    why = getattr(e, "error_string", None) or _short(e)
+    return str(why).strip().rstrip(".")
+
+
+def audio_problem(path: Path) -> tuple[bool, str] | None:
+    """None if ``path`` decodes as audio (``soundfile.info``); else ``(readable, reason)``
+    where ``readable`` is False when the file cannot even be opened (the OS's reason)."""
+    import soundfile as sf
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return True, "empty file (0 bytes)"
+            try:
+                info = sf.info(f)
+            except OSError:
+                raise
+            except Exception as e:   # libsndfile's errors are of several types
+                return True, f"not readable audio ({_sf_reason(e)})"
+    except OSError as e:
+        return False, _os_reason(e)
+    if info.frames <= 0:
+        return True, "not readable audio (no audio samples)"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,8 +386,10 @@ class Item:
     move: bool = False                        # src is our own staging copy: rename it
     known_hash: str | None = None             # for downloads: the repository's checksum
     remote: "RemoteFile | None" = None        # for downloads: where it comes from
-    status: str | None = None                 # "new", "present", "other-format", "replace"
+    status: str | None = None                 # "new", "present", "other-format", "replace",
+    #                                           "kept" (differs, not replaced without force)
     existing: Path | None = None              # the file that makes it present
+    root: Path | None = None                  # the destination folder dest lies in
 
 
 class ZipSource:
@@ -261,6 +406,31 @@ class ZipSource:
     def members(self) -> list[zipfile.ZipInfo]:
         return [m for m in self.zf.infolist() if not m.is_dir()]
 
+    def corrupt(self, m: zipfile.ZipInfo, e: BaseException) -> DownloadError:
+        return DownloadError(f"{self.path}: corrupt archive, cannot extract {_shown(m.filename)} "
+                             f"({_short(e)}); nothing was placed")
+
+    def audio_problem(self, m: zipfile.ZipInfo) -> str | None:
+        """None if member ``m`` decodes as audio (``soundfile.info``), else the reason.
+
+        The member is read whole first (into memory, or a temporary file when large), so a
+        damaged member is a :class:`DownloadError` (corrupt archive), not "not audio"."""
+        import soundfile as sf
+        if m.file_size == 0:
+            return "empty file (0 bytes)"
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
+            try:
+                with self.lock, self.zf.open(m) as f:
+                    shutil.copyfileobj(f, buf, 1 << 20)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+                raise self.corrupt(m, e) from None
+            buf.seek(0)
+            try:
+                info = sf.info(buf)
+            except Exception as e:   # libsndfile's errors are of several types
+                return f"not readable audio ({_sf_reason(e)})"
+        return None if info.frames > 0 else "not readable audio (no audio samples)"
+
     def close(self) -> None:
         self.zf.close()
 
@@ -273,18 +443,35 @@ def _zip_mtime(m: zipfile.ZipInfo) -> float:
 
 
 class Planner:
-    """Collects items from folders, zips or download listings; de-duplicates; counts."""
+    """Collects items from folders, zips or download listings; de-duplicates; counts.
+
+    Problems with single entries (unsafe names, unreadable folders and files) are fatal when
+    ``strict`` (a :class:`DownloadError` before anything is placed); otherwise the entry is
+    skipped, named in a warning and counted in the summary (``problems`` counts them).
+    """
 
     def __init__(self, *, features_dir: Path, tess_dir: Path, corpora: Iterable[str],
-                 summary: Summary):
+                 summary: Summary, strict: bool = True):
         self.roots = {"ravdess_speech": Path(features_dir), "ravdess_song": Path(features_dir),
                       "tess": Path(tess_dir)}
         self.corpora = tuple(corpora)
         self.summary = summary
+        self.strict = strict
         self.items: list[Item] = []
         self.seen: dict[tuple, Item] = {}
         self.duplicate_example = ""
         self.zips: list[ZipSource] = []
+        self.entries = 0          # files and zip members looked at
+        self.problems = 0         # entries skipped for a problem (see refuse)
+
+    def refuse(self, kind: str, reason: str, msg: str, *, fatal: bool | None = None) -> None:
+        """One entry cannot be used: fatal (``fatal``, by default ``strict``), or skipped,
+        named in a warning and counted under ``reason``."""
+        if self.strict if fatal is None else fatal:
+            raise DownloadError(f"{msg}; nothing was placed (--allow-incomplete skips it)")
+        _warn(f"skipped {msg}")
+        self.summary[kind].skipped[reason] += 1
+        self.problems += 1
 
     def add(self, c: Classified, label: str, **source) -> Item | None:
         if c.kind == "junk":
@@ -300,36 +487,68 @@ class Planner:
         if c.kind not in self.corpora:
             self.summary[c.kind].skipped["not selected"] += 1
             return None
-        if c.key in self.seen:
+        assert c.rel_dest is not None
+        root = self.roots[c.kind]
+        try:
+            dest = resolve_inside(root, c.rel_dest, label)
+        except UnsafeName as e:
+            self.refuse(c.kind, "unsafe name", str(e))
+            return None
+        if c.key in self.seen:    # the one seen is readable audio: it is preferred
             self.summary[c.kind].skipped["duplicate"] += 1
             if not self.duplicate_example:
                 self.duplicate_example = f"{label} duplicates {self.seen[c.key].label}"
             return None
-        assert c.rel_dest is not None
-        item = Item(c.kind, self.roots[c.kind].joinpath(*c.rel_dest), c.key, c.group, label,
-                    **source)
+        if source.get("member") is not None:      # downloads are checked once downloaded
+            why = source["zsrc"].audio_problem(source["member"])
+            if why:
+                self.refuse(c.kind, "not readable audio", f"{label}: {why}", fatal=False)
+                return None
+        elif source.get("src") is not None and not source.get("move"):
+            problem = audio_problem(source["src"])
+            if problem is not None:
+                readable, why = problem
+                self.refuse(c.kind, "not readable audio" if readable else "unreadable file",
+                            f"{label}: {why}", fatal=None if not readable else False)
+                return None
+        item = Item(c.kind, dest, c.key, c.group, label, root=root, **source)
         self.seen[c.key] = item
         self.items.append(item)
         return item
 
     # ---- sources ---------------------------------------------------------------------------
     def add_tree(self, src: Path) -> None:
-        """Walk ``src``: audio files and zip archives (an ``originals/`` folder is ignored)."""
+        """Walk ``src``: audio files and zip archives (an ``originals/`` folder is ignored).
+
+        Symbolic links are followed only when they lead to a file inside ``src`` (links to
+        folders are not followed; links out of ``src`` or to nothing are reported and
+        counted); folders that cannot be read are named and counted (fatal when strict).
+        """
         src = Path(src)
-        if src.is_file():
+        if src.is_file():       # named by the user: taken even if it is a link
+            self.entries += 1
             if src.suffix.lower() == ".zip":
                 self.add_zip(src)
             else:
                 self.add(classify(src.resolve().parts[-2:]), str(src), src=src)
             return
+        real_src = os.path.realpath(src)
         # The root's own name counts as a parent folder (``--from .../OAF_angry``).
-        top = tuple(n for n in src.resolve().parts[-1:] if not n.startswith("."))
-        for dirpath, dirnames, filenames in os.walk(src):
+        top = tuple(n for n in Path(real_src).parts[-1:] if not n.startswith("."))
+
+        def unreadable(e: OSError) -> None:
+            self.refuse(OTHER, "unreadable folder",
+                        f"{_shown(e.filename)}: cannot read this folder ({_os_reason(e)})")
+
+        for dirpath, dirnames, filenames in os.walk(src, onerror=unreadable):
             d = Path(dirpath)
             rel = d.relative_to(src)
             keep = []
             for name in sorted(dirnames):
                 if name.startswith(".") or name == "__MACOSX":
+                    continue
+                if (d / name).is_symlink():
+                    self._link(d / name, real_src, src)
                     continue
                 if rel == Path(".") and name == "originals":
                     n = sum(1 for p in (d / name).rglob("*")
@@ -342,19 +561,62 @@ class Planner:
             dirnames[:] = keep
             for name in sorted(filenames):
                 p = d / name
+                self.entries += 1
+                if p.is_symlink():
+                    if not self._link(p, real_src, src):
+                        continue
+                elif not p.is_file():     # a FIFO, socket or device: never opened
+                    self.summary[OTHER].skipped["not a regular file"] += 1
+                    _warn(f"skipped {_shown(p)}: not a regular file")
+                    continue
                 if name.lower().endswith(".zip") and not name.startswith("."):
                     self.add_zip(p)
                     continue
-                self.add(classify((*top, *rel.parts, name)), str(p), src=p)
+                self.add(classify((*top, *rel.parts, name)), _shown(p), src=p)
+
+    def _link(self, p: Path, real_src: str, src: Path) -> bool:
+        """Is the symbolic link ``p`` one to follow (to a file inside ``src``)? Else it is
+        reported and counted."""
+        target = os.path.realpath(p)
+        if os.path.commonpath([real_src, target]) != real_src:
+            self.summary[OTHER].skipped["symbolic link leaving the source folder"] += 1
+            _warn(f"skipped {_shown(p)}: a symbolic link to {_shown(target)}, outside {src}; "
+                  f"not followed")
+            return False
+        if not os.path.exists(target):
+            self.summary[OTHER].skipped["broken symbolic link"] += 1
+            _warn(f"skipped {_shown(p)}: a symbolic link to {_shown(os.readlink(p))}, which "
+                  f"does not exist")
+            return False
+        if os.path.isdir(target):
+            self.summary[OTHER].skipped["symbolic link to a folder (not followed)"] += 1
+            _warn(f"skipped {_shown(p)}: a symbolic link to the folder {_shown(target)} "
+                  f"(links to folders are not followed)")
+            return False
+        if not os.path.isfile(target):
+            self.summary[OTHER].skipped["not a regular file"] += 1
+            _warn(f"skipped {_shown(p)}: a symbolic link to {_shown(target)}, not a regular "
+                  f"file")
+            return False
+        return True
 
     def add_zip(self, path: Path, *, only: str | None = None) -> None:
-        """Every member of a zip; with ``only``, members of other corpora are refused."""
+        """Every member of a zip; with ``only``, members of other corpora are refused.
+
+        A member whose path is absolute, has a drive letter, ``..`` or a control character is
+        refused (fatal when strict)."""
         z = ZipSource(path)
         self.zips.append(z)
         for m in z.members():
+            self.entries += 1
             inner = m.filename.replace("\\", "/")
+            label = f"{path.name}:{_shown(inner)}"
+            why = path_problem(inner)
+            if why:
+                self.refuse(OTHER, "unsafe name", f"{label}: unsafe member name ({why}); "
+                                                  f"refused")
+                continue
             c = classify(PurePosixPath(inner).parts)
-            label = f"{path.name}:{inner}"
             if only and c.kind in CORPORA and c.kind != only:
                 self.summary[c.kind].skipped[f"unexpected in {path.name}"] += 1
                 continue
@@ -496,12 +758,43 @@ def resolve_status(items: list[Item], summary: Summary) -> None:
             it.status, it.existing = "other-format", other
 
 
-def place(items: list[Item], summary: Summary, *, progress: bool = True,
+KEPT = "differs from the file in place (kept; --force replaces it)"
+
+
+class _Backups:
+    """Where ``--force`` keeps the files it replaces: ``<root>/.previous/<date-time>/``,
+    one folder per run and destination, the file's path below the root unchanged."""
+
+    def __init__(self) -> None:
+        self.dirs: dict[Path, Path] = {}
+
+    def keep(self, it: Item) -> Path:
+        """Keep the file at ``it.dest``; returns the folder of this run's kept files."""
+        root = it.root if it.root is not None else it.dest.parent.parent
+        if root not in self.dirs:
+            base = root / PREVIOUS_DIR / time.strftime("%Y%m%d-%H%M%S")
+            d, n = base, 1
+            while d.exists():
+                n += 1
+                d = base.with_name(f"{base.name}-{n}")
+            self.dirs[root] = d
+        kept = self.dirs[root] / it.dest.relative_to(root)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(it.dest, kept)        # the old file stays whole: the name is replaced
+        except OSError:
+            shutil.copy2(it.dest, kept)
+        return self.dirs[root]
+
+
+def place(items: list[Item], summary: Summary, *, force: bool = False, progress: bool = True,
           desc: str = "placing") -> None:
     """Put every item in place; zip members go through a staging folder first.
 
     Nothing from a zip reaches its destination unless every needed member of every zip was
     read back with a correct CRC. Single files are copied under a temporary name and renamed.
+    A file in place that differs is kept (status ``kept``, reported) unless ``force``; then
+    the old one is kept under ``<root>/.previous/<date-time>/`` before it is replaced.
     """
     resolve_status(items, summary)
     todo = []
@@ -511,12 +804,18 @@ def place(items: list[Item], summary: Summary, *, progress: bool = True,
             st.present += 1
         elif it.status == "other-format":
             st.skipped["already present in another format"] += 1
+        elif it.status in ("replace", "kept") and not force:
+            it.status = "kept"
+            st.skipped[KEPT] += 1
+            _warn(f"kept {it.dest}: it differs from {it.label}; --force replaces it (and keeps "
+                  f"this one under {(it.root or it.dest.parent.parent) / PREVIOUS_DIR})")
         else:
             todo.append(it)
     if not todo:
         return
     staged: dict[int, Path] = {}
     staging_dirs: list[Path] = []
+    backups = _Backups()
     try:
         zipped = [it for it in todo if it.member is not None]
         if zipped:
@@ -535,20 +834,32 @@ def place(items: list[Item], summary: Summary, *, progress: bool = True,
                 staged[id(it)] = tmp
         for it in tqdm(todo, desc=desc, unit="file", disable=not progress, file=sys.stderr):
             it.dest.parent.mkdir(parents=True, exist_ok=True)
+            st = summary[it.corpus]
+            if it.status in ("replace", "kept") and it.dest.exists():
+                st.backup = str(backups.keep(it))
             if id(it) in staged:
-                _move_into_place(staged[id(it)], it.dest)
+                _move_into_place(staged[id(it)], it.dest, _member_mode(it.member))
             elif it.move:
-                _move_into_place(it.src, it.dest)
+                _move_into_place(it.src, it.dest, _file_mode())
             else:
                 _copy_into_place(it.src, it.dest)
-            st = summary[it.corpus]
             st.placed += 1
-            if it.status == "replace":
+            if it.status in ("replace", "kept"):
                 st.replaced += 1
-            it.existing = it.dest
+            it.status, it.existing = "placed", it.dest
     finally:
         for d in staging_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _member_mode(m: zipfile.ZipInfo | None) -> int:
+    """Permissions for an extracted member: ours, narrowed by the member's Unix mode."""
+    mode = _file_mode()
+    if m is not None and m.create_system == 3:
+        unix = (m.external_attr >> 16) & 0o777
+        if unix:
+            mode &= unix
+    return mode
 
 
 def _extract(it: Item, tmp: Path) -> None:
@@ -557,23 +868,25 @@ def _extract(it: Item, tmp: Path) -> None:
         with it.zsrc.lock, it.zsrc.zf.open(m) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-        raise DownloadError(f"{it.zsrc.path}: corrupt archive, cannot extract {m.filename} "
-                            f"({_short(e)}); nothing was placed") from None
+        raise it.zsrc.corrupt(m, e) from None
     t = _zip_mtime(m)
     if t:
         os.utime(tmp, (t, t))
 
 
 def _copy_into_place(src: Path, dest: Path) -> None:
-    s = src.stat()
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, _file_mode())
-        os.utime(tmp, ns=(s.st_atime_ns, s.st_mtime_ns))
+    """Copy ``src`` (followed if a link) onto ``dest``; never with wider permissions."""
+    with open(src, "rb") as f:
+        s = os.fstat(f.fileno())
+        with atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(f, out, 1 << 20)
+            os.chmod(tmp, _file_mode() & stat.S_IMODE(s.st_mode))
+            os.utime(tmp, ns=(s.st_atime_ns, s.st_mtime_ns))
 
 
-def _move_into_place(src: Path, dest: Path) -> None:
-    os.chmod(src, _file_mode())
+def _move_into_place(src: Path, dest: Path, mode: int) -> None:
+    os.chmod(src, mode)
     try:
         os.replace(src, dest)
     except OSError as e:
@@ -590,7 +903,7 @@ def import_local(src: str | os.PathLike, *, features_dir: str | os.PathLike = FE
                  tess_dir: str | os.PathLike = TESS_SOURCE_DIR,
                  corpora: Iterable[str] = CORPORA,
                  expected: Mapping[str, Mapping[str, int | None]] | None = None,
-                 strict: bool = True, progress: bool = True) -> Summary:
+                 strict: bool = True, force: bool = False, progress: bool = True) -> Summary:
     """Import the corpora from a local folder (or a single zip).
 
     Parameters
@@ -606,7 +919,11 @@ def import_local(src: str | os.PathLike, *, features_dir: str | os.PathLike = FE
         Per corpus ``{"total": n, "per_actor": n}`` (``None`` or absent: not checked);
         replaces the defaults (:data:`LOCAL_EXPECTED`) for the corpora it names.
     strict : bool, keyword-only
-        Count differences are errors (nothing is placed) unless False.
+        Count differences, unsafe archive member names and unreadable folders or files are
+        errors (nothing is placed) unless False (then they are skipped and counted).
+    force : bool, keyword-only
+        Replace files in place that differ (the old ones are kept under
+        ``<destination>/.previous/<date-time>/``); without it they are kept and reported.
 
     Returns
     -------
@@ -615,7 +932,7 @@ def import_local(src: str | os.PathLike, *, features_dir: str | os.PathLike = FE
     Raises
     ------
     DownloadError
-        Unreadable zip, corrupt member, wrong counts, nothing found.
+        Unreadable zip, corrupt member, wrong counts, an empty source, nothing to import.
     """
     src = Path(src)
     if not src.exists():
@@ -623,24 +940,38 @@ def import_local(src: str | os.PathLike, *, features_dir: str | os.PathLike = FE
     corpora = _check_corpora(corpora)
     summary = Summary()
     planner = Planner(features_dir=Path(features_dir), tess_dir=Path(tess_dir),
-                      corpora=corpora, summary=summary)
+                      corpora=corpora, summary=summary, strict=strict)
     try:
         planner.add_tree(src)
         planner.report_duplicates()
         found = Counter(it.corpus for it in planner.items)
-        if not planner.items and not any(summary[c].skipped for c in CORPORA):
-            raise DownloadError(f"{src}: no RAVDESS or TESS audio files found (looked for "
-                                f"MM-VV-EE-II-SS-RR-AA names and OAF_/YAF_ folders, also in "
-                                f"zips)")
+        if not planner.items:
+            _nothing_to_import(src, planner, summary)
         for c in corpora:
             if not found[c]:
                 summary[c].note = f"none found in {src}"
         exp = {**LOCAL_EXPECTED, **(expected or {})}
         check_counts(planner.items, exp, strict=strict, corpora=corpora)
-        place(planner.items, summary, progress=progress, desc="copying")
+        place(planner.items, summary, force=force, progress=progress, desc="copying")
     finally:
         planner.close()
     return summary
+
+
+def _nothing_to_import(src: Path, planner: Planner, summary: Summary) -> None:
+    """Raise the error that says why ``src`` gave nothing to import."""
+    what = "archive" if src.is_file() else "folder"
+    if planner.entries == 0 and not planner.problems:
+        raise DownloadError(f"{src}: the {what} is empty; nothing to import")
+    why = Counter()
+    for st in summary.stats.values():
+        why.update(st.skipped)
+    skipped = ", ".join(f"{n} {w}" for w, n in why.most_common())
+    if not any(summary[c].skipped for c in CORPORA) and not planner.problems:
+        raise DownloadError(f"{src}: nothing to import: no RAVDESS or TESS audio files found "
+                            f"(looked for MM-VV-EE-II-SS-RR-AA names and OAF_/YAF_ folders, "
+                            f"also in zips; skipped: {skipped or 'nothing'})")
+    raise DownloadError(f"{src}: nothing to import, every file was skipped ({skipped})")
 
 
 def _check_corpora(corpora: Iterable[str]) -> tuple[str, ...]:
@@ -811,23 +1142,25 @@ class RemoteFile:
     url: str
     known_hash: str
     size: int | None = None
-    folder: str | None = None
+    folder: str | None = None   # Dataverse directoryLabel as listed (unchecked)
 
 
-def fetch(rf: RemoteFile, dest_dir: Path, *, retries: int, retry_wait: float, timeout: float,
-          progress: bool) -> tuple[Path, bool]:
+def fetch(rf: RemoteFile, dest_dir: Path, *, fname: str | None = None, retries: int,
+          retry_wait: float, timeout: float, progress: bool) -> tuple[Path, bool]:
     """Download ``rf`` into ``dest_dir`` with pooch (verified); reuse a verified copy.
 
-    Returns ``(path, downloaded)``.
+    ``fname`` (default ``rf.name``) is the file name in ``dest_dir``: one plain name, else
+    :class:`UnsafeName`. Returns ``(path, downloaded)``.
     """
     import pooch
     pooch.get_logger().setLevel("WARNING")
+    fname = check_name(rf.name if fname is None else fname, rf.url, "file name")
     for attempt in (1, 2):
-        dl = ResumableDownloader(dest_dir / f"{rf.name}.part", size=rf.size, retries=retries,
+        dl = ResumableDownloader(dest_dir / f"{fname}.part", size=rf.size, retries=retries,
                                  retry_wait=retry_wait, timeout=timeout, progress=progress,
-                                 desc=rf.name)
+                                 desc=fname)
         try:
-            path = pooch.retrieve(rf.url, rf.known_hash, fname=rf.name, path=dest_dir,
+            path = pooch.retrieve(rf.url, rf.known_hash, fname=fname, path=dest_dir,
                                   downloader=dl)
             return Path(path), dl.called
         except ValueError as e:
@@ -921,7 +1254,9 @@ def zenodo_files(zenodo_url: str, *, timeout: float) -> dict[str, RemoteFile]:
 
 
 def dataverse_files(dataverse_url: str, *, timeout: float) -> list[RemoteFile]:
-    """The files of the TESS dataset, with their folder (``directoryLabel``) and checksum."""
+    """The files of the TESS dataset, with their folder (``directoryLabel``) and checksum.
+
+    Names are returned as listed; :func:`_download_tess` checks them before any use."""
     api = f"{dataverse_url}/api/datasets/:persistentId/"
     data = _get_json(api, params={"persistentId": TESS_DOI}, timeout=timeout,
                      what=f"the file list of {TESS_DOI}")
@@ -944,9 +1279,8 @@ def dataverse_files(dataverse_url: str, *, timeout: float) -> list[RemoteFile]:
             known = f"md5:{df['md5']}"
         else:
             raise DownloadError(f"{api}: {name} has no checksum in the listing")
-        folder = (f.get("directoryLabel") or "").replace("\\", "/").strip("/")
         out.append(RemoteFile(name, f"{dataverse_url}/api/access/datafile/{fid}", known,
-                              df.get("filesize"), folder.split("/")[-1] if folder else None))
+                              df.get("filesize"), f.get("directoryLabel") or None))
     return out
 
 
@@ -1002,7 +1336,7 @@ def download(*, features_dir: str | os.PathLike = FEATURES_DIR,
              expected: Mapping[str, Mapping[str, int | None]] | None = None,
              strict: bool = True, retries: int = 5, retry_wait: float = 1.0,
              timeout: float = 60.0, jobs: int = 4, progress: bool = True,
-             remove_archives: bool = False) -> Summary:
+             remove_archives: bool = False, force: bool = False) -> Summary:
     """Download the corpora from Zenodo and Dataverse (or a mirror) and place them.
 
     Parameters
@@ -1024,6 +1358,8 @@ def download(*, features_dir: str | os.PathLike = FEATURES_DIR,
         Parallel downloads of the TESS files.
     remove_archives : bool, keyword-only
         Delete each zip once its files are in place.
+    force : bool, keyword-only
+        As in :func:`import_local`.
 
     Returns
     -------
@@ -1053,7 +1389,7 @@ def download(*, features_dir: str | os.PathLike = FEATURES_DIR,
             _download_tess(dv, tess_dir=tess_dir, cache_dir=cache_dir, summary=summary,
                            expected=exp, strict=strict, retries=retries,
                            retry_wait=retry_wait, timeout=timeout, jobs=jobs,
-                           progress=progress)
+                           progress=progress, force=force)
             continue
         if zen_listing is None:
             zen_listing = zenodo_files(zen, timeout=timeout)
@@ -1073,7 +1409,7 @@ def download(*, features_dir: str | os.PathLike = FEATURES_DIR,
         elif cached:
             _info(f"{corpus}: {path} did not match its checksum; downloaded it again")
         planner = Planner(features_dir=features_dir, tess_dir=tess_dir, corpora=(corpus,),
-                          summary=summary)
+                          summary=summary, strict=strict)
         try:
             planner.add_zip(path, only=corpus)
             planner.report_duplicates()
@@ -1081,32 +1417,56 @@ def download(*, features_dir: str | os.PathLike = FEATURES_DIR,
                                     consequence=f"{corpus} was not placed")
             if not planner.items:
                 raise DownloadError(f"{path}: no {corpus} audio files in the archive")
-            place(planner.items, summary, progress=progress, desc=f"placing {corpus}")
+            place(planner.items, summary, force=force, progress=progress,
+                  desc=f"placing {corpus}")
         finally:
             planner.close()
-        _write_marker(cache_dir, corpus, features_dir, planner.items, rf.url, verified)
+        if _complete(planner, planner.items):
+            _write_marker(cache_dir, corpus, features_dir, planner.items, rf.url, verified)
         if remove_archives:
             path.unlink()
     return summary
 
 
+def _complete(planner: Planner, items: list[Item]) -> bool:
+    """Is every entry of the source in place (so a completion record may be written)?"""
+    return not planner.problems and not any(it.status == "kept" for it in items)
+
+
 def _download_tess(dv: str, *, tess_dir: Path, cache_dir: Path, summary: Summary,
                    expected: Mapping, strict: bool, retries: int, retry_wait: float,
-                   timeout: float, jobs: int, progress: bool) -> None:
-    """TESS file by file into a staging folder beside ``tess_dir``, then into place."""
+                   timeout: float, jobs: int, progress: bool, force: bool = False) -> None:
+    """TESS file by file into a staging folder beside ``tess_dir``, then into place.
+
+    Every name of the listing is checked (:func:`check_name`, :func:`path_problem`,
+    :func:`resolve_inside`) before anything is downloaded; every download is checked to be
+    audio before anything is placed.
+    """
     listing = dataverse_files(dv, timeout=timeout)
     planner = Planner(features_dir=tess_dir, tess_dir=tess_dir, corpora=("tess",),
-                      summary=summary)
+                      summary=summary, strict=strict)
     staging = tess_dir.parent / f".{tess_dir.name}.download.tmp"
     items: list[Item] = []
     for rf in listing:
-        parts = (rf.folder, rf.name) if rf.folder else (rf.name,)
+        where = f"{TESS_DOI} listing entry {rf.url}"
+        try:
+            check_name(rf.name, where, "label")
+            why = path_problem(rf.folder) if rf.folder is not None else None
+            if why:
+                raise UnsafeName(f"{where}: unsafe directoryLabel '{_shown(rf.folder)}' "
+                                 f"({why}); refused")
+        except UnsafeName as e:
+            planner.refuse("tess", "unsafe name", str(e))
+            continue
+        folders = [f for f in _SEPARATORS.split(rf.folder or "") if f not in ("", ".")]
+        parts = (folders[-1], rf.name) if folders else (rf.name,)
         c = classify(parts)
         if c.kind in ("ravdess_speech", "ravdess_song"):
             c = Classified("bad", reason=f"{rf.name}: not a TESS file")
-        it = planner.add(c, f"{TESS_DOI}:{'/'.join(parts)}", known_hash=rf.known_hash)
+        it = planner.add(c, f"{TESS_DOI}:{'/'.join(parts)} ({rf.url})",
+                         known_hash=rf.known_hash)
         if it is not None:
-            it.src = staging.joinpath(*it.dest.relative_to(tess_dir).parts)
+            it.src = resolve_inside(staging, it.dest.relative_to(tess_dir).parts, where)
             it.move = True
             items.append(it)
             it.remote = rf
@@ -1115,16 +1475,18 @@ def _download_tess(dv: str, *, tess_dir: Path, cache_dir: Path, summary: Summary
         raise DownloadError(f"{dv}: the dataset {TESS_DOI} lists no TESS audio files")
     verified = check_counts(items, expected, strict=strict, corpora=("tess",),
                             consequence="tess was not downloaded")
-    # Which files are needed at all (already in place: no download).
+    # Which files are needed at all (already in place: no download; differing: only with
+    # force).
     resolve_status(items, summary)
-    need = [it for it in items if it.status in ("new", "replace")]
+    need = [it for it in items if it.status == "new" or (force and it.status == "replace")]
     if need:
         _info(f"tess: downloading {len(need)} of {len(items)} files from {dv} "
               f"({TESS_DOI}) into {staging}")
         errors: list[str] = []
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(fetch, it.remote, it.src.parent, retries=retries,
-                                   retry_wait=retry_wait, timeout=timeout, progress=False): it
+            futures = {pool.submit(fetch, it.remote, it.src.parent, fname=it.src.name,
+                                   retries=retries, retry_wait=retry_wait, timeout=timeout,
+                                   progress=False): it
                        for it in need}
             with tqdm(total=len(futures), desc="tess", unit="file", disable=not progress,
                       file=sys.stderr) as bar:
@@ -1140,12 +1502,23 @@ def _download_tess(dv: str, *, tess_dir: Path, cache_dir: Path, summary: Summary
             more = f" (and {len(errors) - 1} more failures)" if len(errors) > 1 else ""
             raise DownloadError(f"tess: {errors[0]}{more}; files downloaded so far are kept "
                                 f"in {staging}, nothing was placed in {tess_dir}")
-    else:
+        for it in need:      # the checksum is the server's word; audio is checked here
+            problem = audio_problem(it.src)
+            if problem is None:
+                continue
+            it.src.unlink(missing_ok=True)
+            if strict:
+                raise DownloadError(f"tess: {it.label}: downloaded, but {problem[1]}; nothing "
+                                    f"was placed in {tess_dir} (--allow-incomplete skips it)")
+            planner.refuse("tess", "not readable audio", f"{it.label}: {problem[1]}")
+            items.remove(it)
+    elif all(it.status == "present" for it in items):
         _info(f"tess: all {len(items)} files are already in {tess_dir} (checksums verified), "
               f"no download")
-    place(items, summary, progress=progress, desc="placing tess")
+    place(items, summary, force=force, progress=progress, desc="placing tess")
     shutil.rmtree(staging, ignore_errors=True)
-    _write_marker(cache_dir, "tess", tess_dir, items, f"{dv} {TESS_DOI}", verified)
+    if _complete(planner, items):
+        _write_marker(cache_dir, "tess", tess_dir, items, f"{dv} {TESS_DOI}", verified)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1158,7 +1531,10 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{TESS_DOI}), or import local copies with --from, into the folders the "
                     "pipeline reads. Re-running is safe: complete files are kept as they are.",
         epilog=f"Environment: {ENV_BASE_URL}, {ENV_ZENODO_URL}, {ENV_DATAVERSE_URL} set the "
-               "server URLs like the options (the options win).")
+               "server URLs like the options (the options win). Exit status: 0 done (the "
+               "summary line says what was placed, already present and skipped), 1 an error "
+               "(one line; also an empty source or one where every file was skipped), 130 "
+               "interrupted.")
     p.add_argument("--from", dest="src", metavar="DIR", type=Path,
                    help="import local copies from DIR instead of downloading: the official "
                         "zips, a TESS zip, unpacked folders or the shared layout "
@@ -1187,7 +1563,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-incomplete", action="store_true",
                    help="import even when the numbers of audio files differ from the expected "
                         "ones (1440 speech, 1012 song, 2800 TESS; 60 speech and 44 song files "
-                        "per actor present); the differences are printed as warnings")
+                        "per actor present), and skip (name and count) what strict mode "
+                        "refuses: unsafe names in a listing or archive, folders and files that "
+                        "cannot be read; the differences are printed as warnings")
+    p.add_argument("--force", action="store_true",
+                   help="replace a file in place that differs from the one imported or "
+                        "downloaded (without --force it is kept and reported); the replaced "
+                        f"file is kept under DEST/{PREVIOUS_DIR}/<date-time>/ (DEST: "
+                        "--features-dir or --tess-dir; a hidden folder the pipeline does not "
+                        "read)")
     p.add_argument("--retries", type=int, default=5, metavar="N",
                    help="resume a cut download up to N times in a row (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
@@ -1209,14 +1593,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.src is not None:
             summary = import_local(args.src, features_dir=args.features_dir,
                                    tess_dir=args.tess_dir, corpora=args.corpus,
-                                   strict=not args.allow_incomplete, progress=progress)
+                                   strict=not args.allow_incomplete, force=args.force,
+                                   progress=progress)
         else:
             summary = download(features_dir=args.features_dir, tess_dir=args.tess_dir,
                                cache_dir=args.cache_dir, corpora=args.corpus,
                                zenodo_url=args.zenodo_url, dataverse_url=args.dataverse_url,
                                base_url=args.base_url, strict=not args.allow_incomplete,
                                retries=args.retries, timeout=args.timeout, jobs=args.jobs,
-                               progress=progress, remove_archives=args.remove_archives)
+                               progress=progress, remove_archives=args.remove_archives,
+                               force=args.force)
     except DownloadError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

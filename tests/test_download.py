@@ -12,7 +12,11 @@ import io
 import json
 import os
 import shutil
+import pwd
 import socket
+import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -86,6 +90,7 @@ class Mirror:
         self.blobs: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}         # path -> send only this many bytes, once
         self.log: list[tuple[str, str | None]] = []
+        self.listing_edit = None              # callable(files) -> files: a hostile listing
         self.lock = threading.Lock()
         self.zip_bytes = {SPEECH_ZIP: make_zip(self.speech), SONG_ZIP: make_zip(self.song)}
         self.zip_md5 = {k: md5(v) for k, v in self.zip_bytes.items()}
@@ -131,6 +136,8 @@ class Mirror:
         files.append({"label": "README.txt", "dataFile": {
             "id": self.file_id(99), "filename": "README.txt", "filesize": 24,
             "checksum": {"type": "MD5", "value": md5(b"Toronto emotional speech")}}})
+        if self.listing_edit is not None:
+            files = self.listing_edit(files)
         return {"status": "OK", "data": {"id": 1, "latestVersion": {"files": files}}}
 
     def downloads(self) -> list[tuple[str, str | None]]:
@@ -534,8 +541,9 @@ def test_every_option_has_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for opt in ("--from", "--corpus", "--features-dir", "--tess-dir", "--base-url",
-                "--zenodo-url", "--dataverse-url", "--allow-incomplete"):
+                "--zenodo-url", "--dataverse-url", "--allow-incomplete", "--force"):
         assert opt in out
+    assert ".previous" in out                          # where --force keeps replaced files
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,7 +615,8 @@ def test_from_shared_layout(shared_data, dirs, tmp_path, capsys):
         assert (dirs["tess"] / "OAF_neutral" / f.name).read_bytes() == f.read_bytes()
     assert no_staging_left(tmp_path)
 
-    # A second run changes nothing; a damaged destination file is replaced.
+    # A second run changes nothing; a damaged destination file is replaced only with force,
+    # and then kept under .previous/.
     before = snapshot(dirs["features"], dirs["tess"])
     s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         expected={"tess": {"total": 5}}, progress=False)
@@ -619,8 +628,14 @@ def test_from_shared_layout(shared_data, dirs, tmp_path, capsys):
     victim.write_bytes(b"truncated")
     s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         expected={"tess": {"total": 5}}, progress=False)
+    assert s["ravdess_speech"].replaced == 0 and s["ravdess_speech"].present == 59
+    assert victim.read_bytes() == b"truncated"
+    s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
+                        expected={"tess": {"total": 5}}, progress=False, force=True)
     assert s["ravdess_speech"].replaced == 1
     assert victim.read_bytes() == speech[0].read_bytes()
+    (kept,) = (dirs["features"] / ".previous").rglob(victim.name)
+    assert kept.read_bytes() == b"truncated"
 
 
 def test_from_official_zip_names(shared_data, dirs, tmp_path, capsys):
@@ -713,3 +728,390 @@ def test_from_all_shared_data(shared_data, big_tmp, capsys):
     assert "ravdess_speech: 0 placed, 1200 already present" in out
     assert "tess: 0 placed, 2800 already present" in out
     assert snapshot(dirs["features"], dirs["tess"]) == before
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile and broken inputs (issue 15)
+# --------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = b"#!/bin/sh\necho pwned > /tmp/pwned\n"
+
+
+def speech_names(actor: int) -> list[str]:
+    """The 60 speech file names of one RAVDESS actor."""
+    return [f"03-01-{e:02d}-{i:02d}-{s:02d}-{r:02d}-{actor:02d}.wav"
+            for e in range(1, 9) for i in ((1,) if e == 1 else (1, 2))
+            for s in (1, 2) for r in (1, 2)]
+
+
+def paths_outside(tmp_path: Path, dirs) -> list[str]:
+    """Everything under tmp_path that is not inside one of the destination folders."""
+    allowed = [dirs["features"], dirs["tess"], dirs["cache"]]
+    return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                  if not any(p == a or a in p.parents for a in allowed))
+
+
+def _deep(outside: Path, name: str) -> str:
+    """A relative path climbing to / and down into ``outside``."""
+    return "../" * 40 + str(outside).lstrip("/") + "/" + name
+
+
+# Listing entries (label, directoryLabel) that try to leave --tess-dir.
+HOSTILE_ENTRIES = {
+    "dotdot-label": lambda o: {"label": "z/" + _deep(o, "OAF_pwn_angry.flac"),
+                               "directoryLabel": "OAF_angry"},
+    "dotdot-after-prefix": lambda o: {"label": "OAF_/../../../victim/OAF_x_angry.wav"},
+    "absolute-label": lambda o: {"label": str(o / "OAF_abs_angry.wav"),
+                                 "directoryLabel": "OAF_angry"},
+    "dotdot-folder": lambda o: {"label": "OAF_dir_angry.wav",
+                                "directoryLabel": _deep(o, "OAF_angry")},
+    "drive-letter": lambda o: {"label": "C:OAF_drv_angry.wav", "directoryLabel": "OAF_angry"},
+    "nul": lambda o: {"label": "OAF_nul\x00_angry.wav", "directoryLabel": "OAF_angry"},
+    "backslashes": lambda o: {"label": "..\\..\\..\\victim\\OAF_x_angry.wav",
+                              "directoryLabel": "OAF_angry"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_ENTRIES))
+def test_listing_entry_leaving_the_tess_folder_is_refused(kind, mirror, dirs, tmp_path,
+                                                          capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = dirs["tess"].parent / "victim" / "OAF_x_angry.wav"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"precious")
+    hostile = HOSTILE_ENTRIES[kind](outside)
+
+    def edit(files):        # the first TESS entry (its data file is served) turns hostile
+        files[0] = {**{k: v for k, v in files[0].items() if k != "directoryLabel"},
+                    **hostile}
+        return files
+
+    mirror.listing_edit = edit
+    before = paths_outside(tmp_path, dirs)
+    # Strict (the counts match: 4 entries): refused, one line naming the entry, nothing placed.
+    with pytest.raises(dd.DownloadError) as e:
+        download(mirror, dirs, corpora=["tess"])
+    msg = str(e.value)
+    assert "\n" not in msg and "unsafe" in msg and "refused" in msg, msg
+    assert "datafile/5000" in msg                       # the entry is named
+    assert audio_files(dirs["tess"]) == []
+    assert paths_outside(tmp_path, dirs) == before
+    assert victim.read_bytes() == b"precious"
+
+    # Not strict: the entry is skipped and counted, the others are placed; twice.
+    for _ in range(2):
+        assert main(cli(dirs, "--base-url", mirror.url, "--corpus", "tess",
+                        "--allow-incomplete")) == 0
+        out, err = capsys.readouterr()
+        assert "unsafe" in err and "datafile/5000" in err
+        assert "1 unsafe name" in out, out
+        assert len(audio_files(dirs["tess"])) == 3
+        assert paths_outside(tmp_path, dirs) == before
+        assert victim.read_bytes() == b"precious"
+
+
+def test_zip_members_with_unsafe_paths_are_refused(dirs, tmp_path, capsys):
+    names = speech_names(1)
+    good = {f"Actor_01/{n}": wav_bytes(i) for i, n in enumerate(names[3:])}
+    hostile = {f"../../Actor_01/{names[0]}": wav_bytes(50),
+               f"/abs/Actor_01/{names[1]}": wav_bytes(51),
+               f"C:/x/Actor_01/{names[2]}": wav_bytes(52)}
+    (tmp_path / "src").mkdir()
+    z = tmp_path / "src" / SPEECH_ZIP
+    z.write_bytes(make_zip({**hostile, **good}))
+    before = paths_outside(tmp_path, dirs)
+
+    assert main(cli(dirs, "--from", z)) == 1              # strict: fatal, nothing placed
+    line = one_error_line(capsys.readouterr().err)
+    assert "unsafe" in line and "../../Actor_01/" in line
+    assert audio_files(dirs["features"]) == []
+
+    assert main(cli(dirs, "--from", z, "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    for name in hostile:
+        assert name in err
+    assert "3 unsafe name" in out
+    placed = audio_files(dirs["features"])
+    assert sorted(p.name for p in placed) == sorted(names[3:])
+    assert paths_outside(tmp_path, dirs) == before
+
+
+def test_symlinks_leaving_the_source_are_not_followed(dirs, tmp_path, capsys):
+    names = speech_names(1)
+    secret = tmp_path / "secret.wav"                   # readable audio, but not the user's
+    secret.write_bytes(wav_bytes(7))
+    os.chmod(secret, 0o600)
+    elsewhere = tmp_path / "elsewhere" / "Actor_03"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "03-01-01-01-01-01-03.wav").write_bytes(wav_bytes(8))
+    src = tmp_path / "src"
+    (src / "Actor_01").mkdir(parents=True)
+    (src / "pool").mkdir()
+    (src / "Actor_01" / names[0]).symlink_to(secret)
+    (src / "Actor_03").symlink_to(elsewhere, target_is_directory=True)
+    private = src / "Actor_01" / names[1]
+    private.write_bytes(wav_bytes(9))
+    os.chmod(private, 0o600)
+    (src / "pool" / "take.wav").write_bytes(wav_bytes(10))
+    (src / "Actor_01" / names[2]).symlink_to(src / "pool" / "take.wav")   # inside the tree
+
+    assert main(cli(dirs, "--from", src, "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    assert not (dirs["features"] / "Actor_01" / names[0]).exists()
+    assert not (dirs["features"] / "Actor_03").exists()
+    assert str(src / "Actor_01" / names[0]) in err and str(src / "Actor_03") in err
+    assert "2 symbolic link leaving the source folder" in out, out
+    placed = dirs["features"] / "Actor_01" / names[1]
+    assert placed.read_bytes() == wav_bytes(9)
+    assert stat.S_IMODE(placed.stat().st_mode) == 0o600          # not wider than its source
+    inside = dirs["features"] / "Actor_01" / names[2]
+    assert inside.read_bytes() == wav_bytes(10)
+    assert len(audio_files(dirs["features"])) == 2
+
+
+def test_zip_member_is_not_placed_with_wider_permissions(dirs, tmp_path):
+    name = "Actor_01/03-01-01-01-01-01-01.wav"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo(name, date_time=(2018, 4, 5, 12, 0, 0))
+        info.create_system = 3
+        info.external_attr = (stat.S_IFREG | 0o600) << 16
+        zf.writestr(info, wav_bytes(1))
+    z = tmp_path / "one.zip"
+    z.write_bytes(buf.getvalue())
+    dd.import_local(z, features_dir=dirs["features"], tess_dir=dirs["tess"], strict=False,
+                    progress=False)
+    assert stat.S_IMODE((dirs["features"] / name).stat().st_mode) == 0o600
+
+
+def test_a_file_that_is_not_audio_never_becomes_corpus_audio(dirs, tmp_path, capsys):
+    real = dirs["features"] / "Actor_01" / "03-01-01-01-01-01-01.wav"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(wav_bytes(1))
+    z = tmp_path / "delivery.zip"
+    z.write_bytes(make_zip({"Actor_01/03-01-01-01-01-01-01.wav": SCRIPT,      # replaces?
+                            "Actor_01/03-01-02-01-01-01-01.wav": SCRIPT,      # new
+                            "Actor_01/03-01-03-01-01-01-01.wav": b"",         # empty
+                            "Actor_01/03-01-04-01-01-01-01.wav": wav_bytes(4)}))
+    assert main(cli(dirs, "--from", z, "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    assert real.read_bytes() == wav_bytes(1)
+    assert not (real.parent / "03-01-02-01-01-01-01.wav").exists()
+    assert not (real.parent / "03-01-03-01-01-01-01.wav").exists()
+    assert (real.parent / "03-01-04-01-01-01-01.wav").read_bytes() == wav_bytes(4)
+    assert "delivery.zip:Actor_01/03-01-02-01-01-01-01.wav: not readable audio" in err
+    assert "delivery.zip:Actor_01/03-01-03-01-01-01-01.wav: empty file" in err
+    assert "3 not readable audio" in out and "replaced" not in out, out
+
+
+def test_a_differing_file_is_replaced_only_with_force_and_kept(dirs, tmp_path, capsys):
+    rel = "Actor_01/03-01-01-01-01-01-01.wav"
+    dest = dirs["features"] / rel
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(wav_bytes(1))
+    z = tmp_path / "delivery.zip"
+    z.write_bytes(make_zip({rel: wav_bytes(2)}))
+
+    assert main(cli(dirs, "--from", z, "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    assert dest.read_bytes() == wav_bytes(1)
+    assert str(dest) in err and "--force" in err
+    assert "1 differs from the file in place" in out, out
+    assert not (dirs["features"] / ".previous").exists()
+
+    assert main(cli(dirs, "--from", z, "--allow-incomplete", "--force")) == 0
+    out, err = capsys.readouterr()
+    assert dest.read_bytes() == wav_bytes(2)
+    (kept,) = [p for p in (dirs["features"] / ".previous").rglob("*") if p.is_file()]
+    assert kept.read_bytes() == wav_bytes(1)
+    assert kept.relative_to(dirs["features"] / ".previous").parts[1:] == ("Actor_01",
+                                                                          dest.name)
+    assert "1 replaced" in out and str(kept.parents[1]) in out, out
+
+    assert main(cli(dirs, "--from", z, "--allow-incomplete", "--force")) == 0
+    assert "0 placed, 1 already present" in capsys.readouterr().out
+    assert len([p for p in (dirs["features"] / ".previous").rglob("*") if p.is_file()]) == 1
+
+
+def test_duplicates_in_one_source_prefer_readable_audio(dirs, tmp_path, capsys):
+    name = "03-01-01-01-01-01-01.wav"
+    z = tmp_path / "delivery.zip"
+    z.write_bytes(make_zip({f"first/Actor_01/{name}": SCRIPT,
+                            f"second/Actor_01/{name}": wav_bytes(3)}))
+    assert main(cli(dirs, "--from", z, "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    assert (dirs["features"] / "Actor_01" / name).read_bytes() == wav_bytes(3)
+    assert f"first/Actor_01/{name}: not readable audio" in err
+    assert "ravdess_speech: 1 placed" in out
+
+
+def test_from_empty_folder_says_so(dirs, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(cli(dirs, "--from", empty)) == 1
+    assert "is empty" in one_error_line(capsys.readouterr().err)
+    assert not dirs["features"].exists() and not dirs["tess"].exists()
+
+
+def test_from_folder_where_nothing_can_be_done(dirs, tmp_path, capsys):
+    src = tmp_path / "src" / "Actor_01"
+    src.mkdir(parents=True)
+    (src / "03-01-01-01-01-01-01.wav").write_bytes(wav_bytes(1))
+    assert main(cli(dirs, "--from", src.parent, "--corpus", "tess")) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "nothing to import" in line and "not selected" in line
+    assert not dirs["features"].exists() and not dirs["tess"].exists()
+
+
+# ---- unreadable folders and files: as an unprivileged user ---------------------------------
+def _as_nobody() -> None:
+    pw = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+
+
+def run_unprivileged(*args: str) -> subprocess.CompletedProcess:
+    """``python *args`` in the repository, as user nobody when we are root (root reads any
+    folder whatever its mode): through ``setpriv`` where there is one, else ``os.setuid``."""
+    cmd, preexec = [sys.executable, *args], None
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("nobody")
+        if shutil.which("setpriv"):
+            cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                   "--clear-groups", *cmd]
+        else:
+            preexec = _as_nobody
+    env = {**os.environ, "HOME": tempfile.gettempdir()}
+    env.pop(dd.ENV_BASE_URL, None)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=preexec,
+                          env=env, timeout=300)
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder user nobody can use (pytest's tmp_path is private to root); the test makes
+    some entries unreadable. Skips where permissions cannot be tested."""
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("no user nobody to drop root's privileges to")
+    d = Path(tempfile.mkdtemp(prefix="test_download-perm-"))
+    os.chmod(d, 0o777)
+    probe = d / "probe"
+    probe.mkdir(mode=0o000)
+    try:
+        r = run_unprivileged("-c", f"import os, download_data; os.listdir({str(probe)!r})")
+    except OSError as e:
+        r = subprocess.CompletedProcess([], 1, "", str(e))
+    probe.rmdir()
+    if "PermissionError" not in r.stderr:
+        shutil.rmtree(d)
+        pytest.skip(f"cannot run the script without root's privileges here "
+                    f"({(r.stderr.strip().splitlines() or ['it could read the folder'])[-1]})")
+    yield d
+    for p in [d, *d.rglob("*")]:
+        if not p.is_symlink():
+            os.chmod(p, 0o777)
+    shutil.rmtree(d)
+
+
+def test_unreadable_folders_and_files_are_named_counted_and_fatal_when_strict(open_tmp):
+    src = open_tmp / "src"
+    for actor in (1, 2):
+        (src / f"Actor_{actor:02d}").mkdir(parents=True)
+        for i, n in enumerate(speech_names(actor)):
+            (src / f"Actor_{actor:02d}" / n).write_bytes(wav_bytes(i))
+    for p in [src, *src.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    os.chmod(src / "Actor_02", 0o000)
+    out = open_tmp / "out"
+    out.mkdir(mode=0o777)
+    os.chmod(out, 0o777)
+    args = ["download_data.py", "--from", str(src), "--features-dir", str(out / "features"),
+            "--tess-dir", str(out / "tess"), "--no-progress"]
+
+    r = run_unprivileged(*args)                                 # strict: fatal
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = one_error_line(r.stderr)
+    assert str(src / "Actor_02") in line and "permission denied" in line.lower()
+    assert audio_files(out / "features") == []
+
+    r = run_unprivileged(*args, "--allow-incomplete")          # skipped, named, counted
+    assert r.returncode == 0, r.stderr
+    assert str(src / "Actor_02") in r.stderr and "permission denied" in r.stderr.lower()
+    assert "ravdess_speech: 60 placed" in r.stdout and "1 unreadable folder" in r.stdout
+
+    shutil.rmtree(out / "features")
+    locked = src / "Actor_01" / speech_names(1)[0]
+    os.chmod(locked, 0o000)
+    r = run_unprivileged(*args, "--allow-incomplete")
+    assert r.returncode == 0, r.stderr
+    assert f"{locked}: permission denied" in r.stderr
+    assert "System error" not in r.stderr
+    assert "ravdess_speech: 59 placed" in r.stdout and "1 unreadable file" in r.stdout
+    os.chmod(src / "Actor_02", 0o755)                           # only the file is left
+    r = run_unprivileged(*args)
+    assert r.returncode == 1
+    line = one_error_line(r.stderr)
+    assert f"{locked}: permission denied" in line
+
+
+def test_downloaded_file_that_is_not_audio_is_not_placed(mirror, dirs, capsys):
+    bad_dest = TESS[1][2]
+    mirror.tess[bad_dest] = SCRIPT                     # the server's checksum is of the script
+    mirror.tess_md5[bad_dest] = md5(SCRIPT)
+    mirror.build()
+    with pytest.raises(dd.DownloadError) as e:         # strict: nothing placed
+        download(mirror, dirs, corpora=["tess"])
+    assert "OA_bite_neutral.wav" in str(e.value) and "not readable audio" in str(e.value)
+    assert audio_files(dirs["tess"]) == []
+
+    assert main(cli(dirs, "--base-url", mirror.url, "--corpus", "tess",
+                    "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    assert "OA_bite_neutral.wav" in err and "not readable audio" in err
+    assert "tess: 3 placed" in out and "1 not readable audio" in out
+    assert not (dirs["tess"] / bad_dest).exists()
+    assert not list(dirs["cache"].glob("*.complete.json"))   # not recorded as complete
+
+
+def test_download_keeps_a_differing_file_unless_forced(mirror, dirs, capsys):
+    mine = dirs["tess"] / TESS[0][2]
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(wav_bytes(77))                    # e.g. a re-recorded take
+    assert main(cli(dirs, "--base-url", mirror.url, "--corpus", "tess",
+                    "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    assert mine.read_bytes() == wav_bytes(77) and str(mine) in err and "--force" in err
+    assert "tess: 3 placed" in out and "1 differs from the file in place" in out
+    assert (f"/api/access/datafile/{mirror.file_id(0)}", None) not in mirror.downloads()
+    assert not list(dirs["cache"].glob("*.complete.json"))
+
+    assert main(cli(dirs, "--base-url", mirror.url, "--corpus", "tess", "--allow-incomplete",
+                    "--force")) == 0
+    assert "1 replaced" in capsys.readouterr().out
+    assert mine.read_bytes() == mirror.tess[TESS[0][2]]
+    (kept,) = (dirs["tess"] / ".previous").rglob(mine.name)
+    assert kept.read_bytes() == wav_bytes(77)
+
+
+def test_destination_folder_that_leads_elsewhere_is_refused(dirs, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    dirs["features"].mkdir()
+    (dirs["features"] / "Actor_01").symlink_to(elsewhere, target_is_directory=True)
+    src = tmp_path / "src" / "Actor_01"
+    src.mkdir(parents=True)
+    (src / "03-01-01-01-01-01-01.wav").write_bytes(wav_bytes(1))
+    (src.parent / "Actor_02").mkdir()
+    (src.parent / "Actor_02" / "03-01-01-01-01-01-02.wav").write_bytes(wav_bytes(2))
+
+    assert main(cli(dirs, "--from", src.parent, "--allow-incomplete")) == 0
+    out, err = capsys.readouterr()
+    assert "outside" in err and str(elsewhere) in err
+    assert "1 unsafe name" in out
+    assert list(elsewhere.iterdir()) == []
+    assert (dirs["features"] / "Actor_02" / "03-01-01-01-01-01-02.wav").exists()
