@@ -1,6 +1,15 @@
 import collections
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 import ser_common as C
@@ -91,3 +100,133 @@ def test_missing_source_is_a_clear_error(tmp_path, capsys):
     assert tess_pipeline.main(["--source", str(tmp_path / "nope"), "--out",
                                str(tmp_path / "f")]) == 1
     assert "TESS folder not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile and broken inputs (issue 15)
+# --------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_empty_source_is_an_error_and_writes_no_manifest(tmp_path, capsys):
+    src = tmp_path / "tess"
+    src.mkdir()
+    out = tmp_path / "features"
+    assert tess_pipeline.main(["--source", str(src), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(src) in err[0] and "empty" in err[0], err
+    assert not out.exists()
+
+
+def test_nothing_placeable_is_an_error_and_writes_no_manifest(tmp_path, capsys):
+    src = tmp_path / "tess"
+    (src / "YAF_happy").mkdir(parents=True)
+    (src / "YAF_happy" / "YAF_cat_happy.wav").write_bytes(b"this is not audio" * 20)
+    _tone(src / "YAF_happy" / "nonsense.wav")
+    out = tmp_path / "features"
+    assert tess_pipeline.main(["--source", str(src), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "YAF_cat_happy.wav: not readable audio" in err and "nonsense.wav" in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "nothing" in errors[0], err
+    assert not (out / "tess_manifest.csv").exists()
+
+
+def test_symlink_leaving_the_source_is_not_followed(tmp_path, capsys):
+    secret = tmp_path / "secret.wav"
+    _tone(secret)
+    os.chmod(secret, 0o600)
+    elsewhere = tmp_path / "elsewhere" / "OAF_sad"
+    elsewhere.mkdir(parents=True)
+    _tone(elsewhere / "OAF_bean_sad.wav")
+    src = tmp_path / "tess"
+    (src / "YAF_happy").mkdir(parents=True)
+    (src / "YAF_happy" / "YAF_dog_happy.wav").symlink_to(secret)
+    (src / "OAF_sad").symlink_to(elsewhere, target_is_directory=True)
+    private = src / "YAF_happy" / "YAF_cat_happy.wav"
+    _tone(private)
+    os.chmod(private, 0o600)
+    out = tmp_path / "features"
+    assert tess_pipeline.main(["--source", str(src), "--out", str(out), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert str(src / "YAF_happy" / "YAF_dog_happy.wav") in cap.err
+    assert str(src / "OAF_sad") in cap.err and "symbolic link" in cap.err
+    assert "1 copied, 0 already in place, 2 skipped" in cap.out
+    (placed,) = C.list_audio_files(out)
+    assert placed.read_bytes() == private.read_bytes()
+    assert stat.S_IMODE(placed.stat().st_mode) == 0o600         # not wider than its source
+
+
+def _as_nobody() -> None:
+    pw = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+
+
+def run_unprivileged(*args: str) -> subprocess.CompletedProcess:
+    """``python *args`` in the repository, as user nobody when we are root (root reads any
+    folder whatever its mode): through ``setpriv`` where there is one, else ``os.setuid``."""
+    cmd, preexec = [sys.executable, *args], None
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("nobody")
+        if shutil.which("setpriv"):
+            cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                   "--clear-groups", *cmd]
+        else:
+            preexec = _as_nobody
+    env = {**os.environ, "HOME": tempfile.gettempdir()}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=preexec,
+                          env=env, timeout=300)
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder user nobody can use (pytest's tmp_path is private to root). Skips where
+    permissions cannot be tested."""
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("no user nobody to drop root's privileges to")
+    d = Path(tempfile.mkdtemp(prefix="test_tess_pipeline-perm-"))
+    os.chmod(d, 0o777)
+    probe = d / "probe"
+    probe.mkdir(mode=0o000)
+    try:
+        r = run_unprivileged("-c", f"import os, tess_pipeline; os.listdir({str(probe)!r})")
+    except OSError as e:
+        r = subprocess.CompletedProcess([], 1, "", str(e))
+    probe.rmdir()
+    if "PermissionError" not in r.stderr:
+        shutil.rmtree(d)
+        pytest.skip(f"cannot run the script without root's privileges here "
+                    f"({(r.stderr.strip().splitlines() or ['it could read the folder'])[-1]})")
+    yield d
+    for p in [d, *d.rglob("*")]:
+        if not p.is_symlink():
+            os.chmod(p, 0o777)
+    shutil.rmtree(d)
+
+
+def test_unreadable_folder_and_file_are_named_and_counted(open_tmp):
+    src = open_tmp / "tess"
+    for folder, name in (("YAF_happy", "YAF_dog_happy.wav"), ("YAF_happy", "YAF_cat_happy.wav"),
+                         ("OAF_angry", "OAF_dog_angry.wav")):
+        (src / folder).mkdir(parents=True, exist_ok=True)
+        _tone(src / folder / name)
+    for p in [src, *src.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    os.chmod(src / "OAF_angry", 0o000)
+    locked = src / "YAF_happy" / "YAF_cat_happy.wav"
+    os.chmod(locked, 0o000)
+    out = open_tmp / "features"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    r = run_unprivileged("tess_pipeline.py", "--source", str(src), "--out", str(out),
+                         "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert f"{src / 'OAF_angry'}: cannot read this folder (permission denied)" in r.stderr
+    assert f"{locked}: permission denied" in r.stderr
+    assert "System error" not in r.stderr
+    assert "1 copied, 0 already in place, 2 skipped" in r.stdout
