@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import ser_common as C
+from ser import files as ser_files
 
 C.quiet_tensorflow()
 
@@ -771,9 +772,9 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
                "protocol": "all data (no test part)",
                "metrics": protocol_record or {},
                "versions": C.library_versions()}
-    C.save_model(model, out, sidecar)
+    kept = C.save_model(model, out, sidecar)
     print(f"saved {out} and {C.sidecar_path(out)} ({len(ds)} rows, {epochs} epochs, "
-          f"{secs:.0f} s)")
+          f"{secs:.0f} s)" + (f"; the previous model is kept as {kept}" if kept else ""))
     return sidecar
 
 
@@ -812,8 +813,9 @@ def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: st
                "protocol": protocol,
                "metrics": {k: record[k] for k in ("accuracy", "uar", "macro_f1", "weighted_f1")},
                "versions": C.library_versions()}
-    C.save_model(model, out, sidecar)
-    print(f"saved {out} and {C.sidecar_path(out)}")
+    kept = C.save_model(model, out, sidecar)
+    print(f"saved {out} and {C.sidecar_path(out)}"
+          + (f"; the previous model is kept as {kept}" if kept else ""))
 
 
 # --------------------------------------------------------------------------------------------
@@ -865,8 +867,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "and save it; the shipped model is made this way")
     p.add_argument("--save", type=Path, default=None,
                    help=f"where to save the model (default {C.DEFAULT_MODEL.relative_to(C.ROOT)}"
-                        f" for the improved CNN)")
+                        " for the improved CNN with the recipe's options, models/<model>.h5 "
+                        "with --all-data; a run with other options goes to models/runs/ "
+                        "instead, so that an experiment never replaces a shipped model). A "
+                        "model that is replaced is kept under models/previous/")
     p.add_argument("--no-save", action="store_true", help="do not save any model")
+    p.add_argument("--trust-features", action="store_true",
+                   help="read .joblib feature files that this installation did not write (they "
+                        "are pickles: loading one can run code; only for files from a source "
+                        "you trust). Records them as trusted")
     p.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR,
                    help="folder with the features_<set>.joblib files")
     p.add_argument("--media-dir", type=Path, default=C.MEDIA_DIR,
@@ -880,8 +889,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# the options that make a run the shipped recipe when they keep their defaults
+RECIPE_OPTIONS = ("feature", "subset", "epochs", "batch_size", "learning_rate", "patience",
+                  "norm", "augment", "ensemble", "seed", "features_dir")
+
+
+def experimental_options(args, parser) -> list[str]:
+    """The training options of ``args`` that differ from the shipped recipe (the defaults)."""
+    return [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in RECIPE_OPTIONS
+            if getattr(args, k) != parser.get_default(k)]
+
+
+def save_target(args, model: str, changed: list[str]) -> Path | None:
+    """Where this run saves its model: ``--save``; else the default name, unless the run
+    differs from the recipe (``changed``: see :func:`experimental_options`) of a shipped
+    model of that name (then ``models/runs/``, so that an experiment never replaces a shipped
+    model)."""
+    if args.no_save:
+        return None
+    if args.save:
+        return args.save
+    default = C.DEFAULT_MODEL if model == "improved_cnn" else C.MODELS_DIR / f"{model}.h5"
+    if model != "improved_cnn" and not args.all_data:
+        return None
+    if not changed:
+        return default
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = C.MODELS_DIR / "runs" / f"{model}_{args.feature}_{args.protocol}_{stamp}.h5"
+    print(f"this run differs from the shipped recipe ({', '.join(changed)}): its model goes "
+          f"to {out.relative_to(C.ROOT) if out.is_relative_to(C.ROOT) else out}, not "
+          f"{default.name} (--save PATH to choose)", file=sys.stderr)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    changed = experimental_options(args, parser)   # before the defaults that depend on others
+    if args.trust_features:
+        for f in Path(args.features_dir).glob("features_*.joblib"):
+            ser_files.record_written(f)
     if args.subset is None:
         args.subset = ("song+tess" if args.protocol in ("original", "random")
                        and not args.all_data else "speech+song+tess")
@@ -891,8 +938,12 @@ def main(argv: list[str] | None = None) -> int:
                       patience=args.patience, seed=args.seed, norm=norm,
                       augment=args.augment, ensemble=args.ensemble)
     models = list(ORIGINAL_MODELS) if args.model == "all" else [args.model]
-    save_to = args.save or (C.DEFAULT_MODEL if args.model == "improved_cnn" else None)
     try:
+        save_to = None if len(models) != 1 else save_target(args, models[0], changed)
+        # where the results go is checked before the training
+        ser_files.check_writable(args.media_dir, what="--media-dir")
+        if save_to is not None and (args.all_data or args.protocol in ("original", "random")):
+            ser_files.check_writable(Path(save_to).parent, what="model folder")
         parse_subset(args.subset)
         if args.ensemble < 1 or args.augment < 0:
             raise ValueError(f"--ensemble must be >= 1 (got {args.ensemble}) and --augment "
@@ -900,10 +951,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.all_data:
             if len(models) != 1:
                 raise ValueError("--all-data trains one model: pass --model NAME")
-            out = args.save or C.MODELS_DIR / f"{models[0]}.h5"
-            if models[0] == "improved_cnn" and not args.save:
-                out = C.DEFAULT_MODEL
-            train_final(models[0], subset=args.subset, feature=args.feature, cfg=cfg, out=out,
+            if save_to is None:
+                raise ValueError("--all-data trains a model to save: drop --no-save")
+            train_final(models[0], subset=args.subset, feature=args.feature, cfg=cfg,
+                        out=save_to,
                         features_dir=args.features_dir,
                         epochs=args.epochs if args.epochs != 150 else None,
                         protocol_record=_protocol_records(args.media_dir, models[0],
@@ -918,15 +969,18 @@ def main(argv: list[str] | None = None) -> int:
                                 media_dir=args.media_dir, k=args.folds,
                                 train_corpus=direction, progress=not args.quiet,
                                 scheduler=args.scheduler)
-        if (save_to and not args.no_save and args.protocol in ("original", "random")
-                and len(models) == 1):
+        if save_to and args.protocol in ("original", "random") and len(models) == 1:
             o = outs[models[0]]
             ds = load_dataset(args.feature, args.subset, features_dir=args.features_dir)
             save_trained(o["model"], o["norm"], ds, models[0], save_to,
                          protocol=args.protocol, subset=args.subset, record=o["record"],
                          cfg=cfg)
-    except (FileNotFoundError, ValueError) as e:
+    except (ValueError, ser_files.OutputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:   # a disk that filled up or went read-only during the run
+        print(f"error: {ser_files.describe_os_error(e, e.filename or args.media_dir)}",
+              file=sys.stderr)
         return 1
     return 0
 

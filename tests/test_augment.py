@@ -11,6 +11,7 @@ import soundfile as sf
 import create_features
 import neural_network as NN
 import ser_common as C
+from ser.files import dump_trusted
 from conftest import needs_data
 from test_neural_network import synthetic_features
 
@@ -128,10 +129,10 @@ def _with_copies(folder, copies=2, seed=1):
     d = joblib.load(folder / "features_mfcc.joblib")
     rng = np.random.default_rng(seed)
     X = np.stack([d["X"] + rng.normal(0, 0.5, d["X"].shape) for _ in range(copies)])
-    joblib.dump({"X": X.astype(np.float32), "path": d["meta"]["path"], "feature": "mfcc",
-                 "params": C.feature_params("mfcc"),
-                 "augment": {"copies": copies, "version": create_features.AUGMENT_VERSION}},
-                create_features.aug_output_path(folder, "mfcc"))
+    dump_trusted({"X": X.astype(np.float32), "path": d["meta"]["path"], "feature": "mfcc",
+                  "params": C.feature_params("mfcc"),
+                  "augment": {"copies": copies, "version": create_features.AUGMENT_VERSION}},
+                 create_features.aug_output_path(folder, "mfcc"))
     return folder
 
 

@@ -144,13 +144,13 @@ def test_interrupted_run_resumes(tmp_path):
     cache = root / create_features.CACHE_DIRNAME
     deadline = time.time() + 120
     while time.time() < deadline:
-        n = len(list(cache.rglob("*.npy"))) if cache.exists() else 0
+        n = len(list(cache.rglob("*" + create_features.CACHE_SUFFIX))) if cache.exists() else 0
         if n >= 10 or p.poll() is not None:
             break
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    done = len(list(cache.rglob("*.npy")))
+    done = len(list(cache.rglob("*" + create_features.CACHE_SUFFIX)))
     assert 10 <= done < 120, "the run should have been killed part-way"
     assert not (root / "features_mfcc.joblib").exists()
     assert not list(root.glob("*.tmp*"))

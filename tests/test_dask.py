@@ -196,7 +196,7 @@ def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path):
         deadline = time.monotonic() + 120
         done, busy = 0, []
         while time.monotonic() < deadline and th.is_alive():
-            done = len(list(cache.rglob("*.npy"))) if cache.exists() else 0
+            done = len(list(cache.rglob("*.f32"))) if cache.exists() else 0
             if done >= 8:   # results arrive: kill the worker while it has a task
                 busy = cluster.in_flight(0)
                 if busy:

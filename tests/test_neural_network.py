@@ -7,6 +7,7 @@ import pytest
 
 import neural_network as NN
 import ser_common as C
+from ser.files import dump_trusted
 
 
 def synthetic_features(folder, *, actors=range(1, 11), tess=True, classes=range(8),
@@ -34,8 +35,8 @@ def synthetic_features(folder, *, actors=range(1, 11), tess=True, classes=range(
             "intensity": np.ones(len(rows), int), "statement": np.ones(len(rows), int),
             "repetition": np.ones(len(rows), int)}
     folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump({"X": X, "y": y, "meta": meta, "feature": "mfcc",
-                 "params": C.feature_params("mfcc")}, folder / "features_mfcc.joblib")
+    dump_trusted({"X": X, "y": y, "meta": meta, "feature": "mfcc",
+                  "params": C.feature_params("mfcc")}, folder / "features_mfcc.joblib")
     return folder
 
 
