@@ -16,18 +16,19 @@ all: setup data tess features train plot predict
 setup: $(VENV)/.installed
 
 # The environment is the lock: every package at an exact version, with its hashes.
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: requirements.lock pyproject.toml
 	bash tools/install_system_deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-# Refresh the lock after editing requirements.in (the direct dependencies and their ranges).
+# Refresh the lock after editing pyproject.toml's dependencies (the direct ones and their ranges).
 # pip-tools resolves with pip itself, for the Python that runs it (3.11 here).
 lock:
 	$(PYTHON) -m pip install -q pip-tools
 	$(PYTHON) -m piptools compile --quiet --upgrade --generate-hashes --strip-extras --allow-unsafe \
-	  --no-emit-index-url --no-emit-find-links -o requirements.lock requirements.in
+	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 data: setup
 	$(PY) download_data.py $(if $(DATA),--from "$(DATA)")

@@ -885,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="run the trainings of the comparison (folds x models) on the Dask "
                         f"cluster of this scheduler (default ${SCHEDULER_ENV}); its workers "
-                        "need this repository on their PYTHONPATH. --all-data trains here")
+                        "need this repository installed (make setup). --all-data trains here")
     return p
 
 

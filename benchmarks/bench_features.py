@@ -39,7 +39,7 @@ size). With ``--repeat R`` each of (a), (b), (c) is run R times, interleaved, an
 run of each is reported.
 
 Needs ``resampy`` in the environment for ``res_type='kaiser_fast'`` (a benchmark-only
-dependency, not in requirements.in): ``pip install resampy``.
+dependency, not in pyproject.toml): ``pip install resampy``.
 """
 from __future__ import annotations
 

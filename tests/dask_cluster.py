@@ -46,8 +46,9 @@ class Cluster:
 
     def _env(self) -> dict:
         env = {**os.environ, **THREAD_ENV, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [
-            os.environ.get("PYTHONPATH")])])
+        # no PYTHONPATH: `make setup` installs the project (pip install -e .), so the
+        # scheduler and the workers import its modules like any installed package
+        env.pop("PYTHONPATH", None)
         env.pop("DASK_SCHEDULER_ADDRESS", None)
         return env
 
