@@ -21,9 +21,15 @@ window that passes the energy gate goes through the model's adaptation hook
 key) before normalisation: that is where the speaker-adapted model updates its running estimate
 of the speaker's statistics.
 
+Folder arguments are searched recursively for audio files (by extension,
+:data:`ser_common.AUDIO_EXTENSIONS`). Every file a folder leaves out (another extension, a hidden
+name, a link to a folder) is named on stderr with the reason; a folder that cannot be read, an
+empty folder and a folder without audio are errors, like a file that fails. A batch of more than
+one input ends with a ``summary:`` line on stderr counting what was judged, failed and left out.
+
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
-short, ...; the others still run), 2 when nothing could run (bad arguments, unusable model, no
-audio device).
+short, an empty or unreadable folder, ...; the others still run), 2 when nothing could
+run (bad arguments, unusable model, no audio device, no audio file in the inputs).
 
 Library use::
 
@@ -754,28 +760,72 @@ def _info(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _expand_inputs(items: list[str]) -> list[str]:
-    out = []
+@dataclass
+class Inputs:
+    """FILE arguments with their folders expanded.
+
+    ``entries`` keeps the arguments' order: ``(path, None)`` for a file to judge, ``(path,
+    message)`` for a folder that failed (cannot be read, empty, no audio in it). ``left_out``
+    names every file or folder a folder argument did not take, with the reason.
+    """
+    entries: list[tuple[str, str | None]]
+    left_out: list[tuple[str, str]]
+    folders: int = 0            # folder arguments given
+    unreadable: int = 0         # folders (arguments or inside them) that could not be read
+
+    @property
+    def files(self) -> list[str]:
+        return [path for path, problem in self.entries if problem is None]
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        return [(path, problem) for path, problem in self.entries if problem is not None]
+
+
+def _expand_inputs(items: list[str]) -> Inputs:
+    """Expand folder arguments (recursively, :func:`ser_common.scan_audio_files`)."""
+    entries: list[tuple[str, str | None]] = []
+    left_out: list[tuple[str, str]] = []
+    folders = unreadable = 0
     for item in items:
-        p = Path(item)
-        if p.is_dir():
-            files = sc.list_audio_files(p)
-            if files:
-                out.extend(str(f) for f in files)
-                continue
-        out.append(item)   # a folder without audio fails as "not readable audio"
-    return out
+        if not os.path.isdir(item):
+            entries.append((item, None))       # load_audio says what is wrong with it
+            continue
+        folders += 1
+        scan = sc.scan_audio_files(item)
+        unreadable += len(scan.unreadable)
+        for path, reason in scan.unreadable:
+            entries.append((str(path), f"{path}: cannot read the folder ({reason})"))
+        left_out += [(str(path), reason) for path, reason in scan.left_out]
+        entries += [(str(f), None) for f in scan.files]
+        if scan.files or scan.unreadable:
+            continue
+        if scan.left_out:
+            n = len(scan.left_out)
+            entries.append((item, f"{item}: no audio files ({n} other file{'s' * (n != 1)} "
+                                  f"left out, named above; audio is "
+                                  f"{', '.join(sc.AUDIO_EXTENSIONS)})"))
+        else:
+            entries.append((item, f"{item}: empty folder (no files in it)"))
+    return Inputs(entries, left_out, folders, unreadable)
+
+
+def _report_left_out(inputs: Inputs, what: str = "") -> None:
+    for path, reason in inputs.left_out:
+        _info(f"skipped{what}: {path}: {reason}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description="Predict the emotion in speech from audio files, a microphone recording "
                     "or a live microphone stream, with the model trained by neural_network.py.",
-        epilog="Exit status: 0 all inputs judged, 1 some input failed (the rest still run), "
-               "2 nothing could run (arguments, model, audio device).")
+        epilog="Exit status: 0 all inputs judged, 1 some input failed (a file, or a folder "
+               "that is empty or cannot be read; the rest still run), 2 nothing could run "
+               "(arguments, model, audio device, no audio file in the inputs).")
     ap.add_argument("files", nargs="*", metavar="FILE",
                     help="audio files (WAV, FLAC, AIFF, OGG; any rate, mono or stereo) or "
-                         "folders (searched recursively)")
+                         "folders (searched recursively; every file a folder leaves out is "
+                         "named on stderr)")
     mode = ap.add_argument_group("modes (default: the FILE arguments)")
     mode.add_argument("--mic", action="store_true",
                       help="record from the input device for --seconds and predict")
@@ -858,21 +908,56 @@ def _cli_backend(args, n_files: int) -> str:
     return "auto" if args.stream or n_files >= LITERT_MIN_FILES else "tf"
 
 
-def _run_files(predictor: Predictor, files: list[str], args) -> int:
-    failed = 0
-    for path, res in predictor.predict_files(files):
+def _report_error(path: str, msg: str, args) -> None:
+    if args.json:
+        print(json.dumps({"file": path, "error": msg}), flush=True)
+    else:
+        _err(msg)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _run_files(predictor: Predictor | None, inputs: Inputs, args) -> int:
+    """Judge the files in argument order; folder problems are reported in their place.
+
+    ``predictor`` is None when there is no file to judge (only failed folders)."""
+    judged = failed = 0
+    for path, problem in inputs.entries:
+        if problem is not None:
+            _report_error(path, problem, args)
+            continue
+        _, res = next(predictor.predict_files([path]))
         if isinstance(res, Exception):
             failed += 1
-            msg = str(res)
-            if args.json:
-                print(json.dumps({"file": path, "error": msg}), flush=True)
-            else:
-                _err(msg)
-        elif args.json:
+            _report_error(path, str(res), args)
+            continue
+        judged += 1
+        if args.json:
             print(json.dumps({"file": path, **res.as_dict()}), flush=True)
         else:
             print(f"{path}: {format_prediction(res, args.top)}", flush=True)
-    return 1 if failed else 0
+    problems = inputs.problems
+    if len(inputs.entries) > 1 or inputs.left_out:      # a batch: say what it did and skipped
+        parts = [f"{judged} of {judged + failed} files judged"]
+        if failed:
+            parts.append(f"{failed} failed")
+        unreadable = inputs.unreadable
+        if unreadable:
+            parts.append(f"{_plural(unreadable, 'folder')} could not be read")
+        if len(problems) > unreadable:
+            parts.append(f"{_plural(len(problems) - unreadable, 'folder')} empty or without "
+                         f"audio")
+        if inputs.left_out:
+            dirs = sum(os.path.isdir(path) for path, _ in inputs.left_out)
+            kinds = [_plural(n, w) for n, w in ((len(inputs.left_out) - dirs, "file"),
+                                                 (dirs, "folder")) if n]
+            parts.append(f"{' and '.join(kinds)} left out of the folders (named above)")
+        _info("summary: " + ", ".join(parts))
+    if not inputs.files:
+        return 2
+    return 1 if failed or problems else 0
 
 
 def _run_mic(predictor: Predictor, args) -> int:
@@ -939,25 +1024,36 @@ def main(argv: list[str] | None = None) -> int:
             return list_devices()
         if args.mic or args.stream:
             input_device(args.device)      # fail fast, before the slow model load
+        inputs = _expand_inputs(args.files)
+        _report_left_out(inputs)
+        if args.files and not inputs.files:
+            return _run_files(None, inputs, args)    # only failed folders: nothing to judge
         try:
-            files = _expand_inputs(args.files)
             predictor = Predictor(args.model, min_seconds=args.min_seconds,
-                                  backend=_cli_backend(args, len(files)))
+                                  backend=_cli_backend(args, len(inputs.files)))
         except ModelError as e:
             _err(str(e))
             return 2
         if args.enrol:
+            enrol = _expand_inputs(args.enrol)
+            _report_left_out(enrol, " (enrolment)")
             try:
-                used, errors = predictor.enrol(_expand_inputs(args.enrol))
+                used, errors = predictor.enrol(enrol.files)
             except ModelError as e:
                 _err(str(e))
                 return 2
+            errors = [msg for _, msg in enrol.problems] + errors
             for msg in errors:
                 _err(f"enrolment skipped: {msg}")
             if not used:
                 _err("no usable enrolment recording; nothing to adapt to")
                 return 2
-            _info(f"adapted to the speaker from {used} enrolment recording(s)")
+            skipped = [f"{len(errors)} failed"] if errors else []
+            if enrol.left_out:
+                skipped.append(f"{_plural(len(enrol.left_out), 'file')} left out of the "
+                               f"folders")
+            _info(f"adapted to the speaker from {used} enrolment recording(s)"
+                  + (f" ({', '.join(skipped)}, named above)" if skipped else ""))
         elif predictor.adaptation.name == "speaker" and not args.stream:
             _info("note: this model adapts to the speaker; without --enrol it uses the "
                   "population's normalisation")
@@ -965,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run_mic(predictor, args)
         if args.stream:
             return _run_stream(predictor, args)
-        return _run_files(predictor, files, args)
+        return _run_files(predictor, inputs, args)
     except DeviceError as e:
         _err(str(e))
         return 2

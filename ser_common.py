@@ -188,12 +188,80 @@ def parse_renamed_tess(path: str | os.PathLike, manifest: dict[str, dict]) -> Te
     return TessName(TESS_SPEAKERS[f.actor], words[index], code_to_emotion[f.emotion])
 
 
-def list_audio_files(folder: str | os.PathLike) -> list[Path]:
-    """All audio files (by extension) under ``folder``, recursively, sorted."""
+def _os_reason(e: OSError) -> str:
+    """An OSError's reason in words ("permission denied"), for one-line messages."""
+    return (e.strerror or type(e).__name__).lower()
+
+
+class AudioScan(NamedTuple):
+    """What :func:`scan_audio_files` found under a folder."""
+    files: list[Path]                    # audio files (by extension), sorted
+    left_out: list[tuple[Path, str]]     # files and folders not taken, with the reason
+    unreadable: list[tuple[Path, str]]   # folders that could not be listed, with the reason
+
+
+def scan_audio_files(folder: str | os.PathLike) -> AudioScan:
+    """The audio files under ``folder`` (recursively, by :data:`AUDIO_EXTENSIONS`), and every
+    file or folder left out, with why.
+
+    Left out: names starting with ``.`` (a hidden folder is named once, not searched), other
+    extensions, entries that are not regular files, links to folders (not followed, as
+    ``Path.rglob`` does not) and broken links. A folder that cannot be listed (permission
+    denied, ...) is in ``unreadable``, never dropped without a word.
+    """
+    import stat
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files: list[Path] = []
+    left_out: list[tuple[Path, str]] = []
+    unreadable: list[tuple[Path, str]] = []
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            unreadable.append((d, _os_reason(e)))
+            continue
+        subdirs = []
+        for e in entries:
+            p = d / e.name
+            try:
+                is_link = e.is_symlink()
+                mode = os.stat(p).st_mode        # follows a link
+            except FileNotFoundError:
+                left_out.append((p, "broken link (its target does not exist)"))
+                continue
+            except OSError as err:
+                left_out.append((p, f"cannot look at it ({_os_reason(err)})"))
+                continue
+            if stat.S_ISDIR(mode):
+                if e.name.startswith("."):
+                    left_out.append((p, "hidden folder, not searched"))
+                elif is_link:
+                    left_out.append((p, f"link to the folder {os.path.realpath(p)}, "
+                                        f"not followed"))
+                else:
+                    subdirs.append(p)
+            elif e.name.startswith("."):
+                left_out.append((p, "hidden file"))
+            elif not stat.S_ISREG(mode):
+                left_out.append((p, "not a regular file"))
+            elif p.suffix.lower() not in AUDIO_EXTENSIONS:
+                left_out.append((p, f"not an audio file (audio is {', '.join(AUDIO_EXTENSIONS)})"))
+            else:
+                files.append(p)
+        stack.extend(reversed(subdirs))
+    return AudioScan(sorted(files), left_out, unreadable)
+
+
+def list_audio_files(folder: str | os.PathLike) -> list[Path]:
+    """All audio files (by extension) under ``folder``, recursively, sorted.
+
+    Hidden names are left out and links to folders are not followed; what is left out, and
+    folders that cannot be read, are in :func:`scan_audio_files`.
+    """
+    return scan_audio_files(folder).files
 
 
 def actor_dirs(features_dir: str | os.PathLike = FEATURES_DIR) -> list[Path]:
@@ -238,10 +306,7 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     """
     import soundfile as sf
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    _check_readable_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
             file_sr = f.samplerate
@@ -277,6 +342,32 @@ def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarra
         librosa = numba_cache.librosa()
         y = librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _check_readable_file(path: Path) -> None:
+    """Refuse, naming the real reason, a path that is not a readable, non-empty regular file
+    (libsndfile would only say "System error" or "Format not recognised")."""
+    import stat
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise AudioError(f"{path}: file not found") from None
+    except PermissionError:
+        raise AudioError(f"{path}: cannot read the file (permission denied on a folder "
+                         f"above it)") from None
+    except OSError as e:
+        raise AudioError(f"{path}: cannot read the file ({_os_reason(e)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(f"{path}: a folder, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(f"{path}: not a regular file")
+    if st.st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise AudioError(f"{path}: cannot read the file ({_os_reason(e)})") from None
 
 
 def _wav_missing_bytes(path: Path) -> int:
