@@ -29,7 +29,7 @@ one input ends with a ``summary:`` line on stderr counting what was judged, fail
 
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
 short, an empty or unreadable folder, ...; the others still run), 2 when nothing could
-run (bad arguments, unusable model, no audio device, no audio file in the inputs).
+run (bad arguments, unusable model or sidecar, no audio device, no audio file in the inputs).
 
 Library use::
 
@@ -353,7 +353,11 @@ class Predictor:
         self.feature: str = meta["feature"]
         self.labels: list[str] = list(meta["labels"])
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in meta["input_shape"])
-        self.adaptation = ADAPTATIONS[meta["adaptation"]](meta)
+        try:
+            self.adaptation = ADAPTATIONS[meta["adaptation"]](meta)
+        except (TypeError, ValueError, KeyError) as e:   # read_sidecar checks the types
+            raise ModelError(f"{sc.sidecar_path(self.model_path)}: malformed sidecar "
+                             f"({type(e).__name__}: {e})") from None
         self._infer, self.backend = _make_infer(model, self.input_shape, backend)
         self._softmax = not self._looks_like_probabilities()
 
@@ -821,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "or a live microphone stream, with the model trained by neural_network.py.",
         epilog="Exit status: 0 all inputs judged, 1 some input failed (a file, or a folder "
                "that is empty or cannot be read; the rest still run), 2 nothing could run "
-               "(arguments, model, audio device, no audio file in the inputs).")
+               "(arguments, model or its sidecar, audio device, no audio file in the inputs).")
     ap.add_argument("files", nargs="*", metavar="FILE",
                     help="audio files (WAV, FLAC, AIFF, OGG; any rate, mono or stereo) or "
                          "folders (searched recursively; every file a folder leaves out is "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -646,18 +647,101 @@ def save_model(model, path: str | os.PathLike, sidecar: dict) -> None:
     write_json(sidecar_path(path), sidecar)
 
 
+SIDECAR_MAX_BYTES = 64 * 2 ** 20   # the shipped sidecars are < 100 kB
+
+
+def _json_kind(v) -> str:
+    text = json.dumps(v) if not isinstance(v, (dict, list)) else ""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(v), "a number")
+    return f"{kind} {text}" if text and len(text) <= 40 else kind
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _sidecar_type_problem(meta: dict) -> str | None:
+    """What is of the wrong type in a parsed sidecar (None: nothing)."""
+    def numbers(v) -> bool:
+        return isinstance(v, list) and all(_is_number(x) for x in v)
+    expect = {
+        "format": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+        "model": ("a string", lambda v: isinstance(v, str)),
+        "labels": ("a list of strings",
+                   lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        "feature": ("a string", lambda v: isinstance(v, str)),
+        "feature_params": ("an object", lambda v: isinstance(v, dict)),
+        "input_shape": ("a list of positive whole numbers",
+                        lambda v: isinstance(v, list) and bool(v) and all(
+                            isinstance(x, int) and not isinstance(x, bool) and x > 0
+                            for x in v)),
+        "normalization": ('null or {"mean": [numbers], "std": [numbers]}',
+                          lambda v: v is None or (isinstance(v, dict) and numbers(v.get("mean"))
+                                                  and numbers(v.get("std")))),
+        "adaptation": ("a string", lambda v: isinstance(v, str)),
+        "speaker_prior_weight": ("a number >= 0",
+                                 lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
+    }
+    for key, (want, ok) in expect.items():
+        if key in meta and not ok(meta[key]):
+            return f"{key} is {_json_kind(meta[key])}, expected {want}"
+    return None
+
+
 def read_sidecar(model_path: str | os.PathLike) -> dict:
-    """Read and check the sidecar of ``model_path``; errors name the file and the problem."""
+    """Read and check the sidecar of ``model_path``; errors name the file and the problem.
+
+    Raises
+    ------
+    FileNotFoundError
+        No sidecar beside the model.
+    ValueError
+        One line naming the sidecar: it cannot be read, is not UTF-8, not JSON, nested too
+        deeply to parse, larger than :data:`SIDECAR_MAX_BYTES`, not an object, lacks a key of
+        :data:`SIDECAR_KEYS`, has a key of the wrong type, is of a newer format, or its labels
+        or feature parameters are not this version's.
+    """
     sp = sidecar_path(model_path)
-    if not sp.exists():
-        raise FileNotFoundError(f"{sp}: model sidecar not found (needed beside {model_path})")
     try:
-        meta = json.loads(sp.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{sp}: not valid JSON ({e})") from None
+        size = sp.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(f"{sp}: model sidecar not found (needed beside "
+                                f"{model_path})") from None
+    except OSError as e:
+        raise ValueError(f"{sp}: cannot read the sidecar ({_os_reason(e)})") from None
+    if size > SIDECAR_MAX_BYTES:
+        raise ValueError(f"{sp}: malformed sidecar: {size} bytes, more than "
+                         f"{SIDECAR_MAX_BYTES} (a sidecar is a few kB)")
+    try:
+        raw = sp.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{sp}: cannot read the sidecar ({_os_reason(e)})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{sp}: malformed sidecar: not UTF-8 text (byte {e.start} is "
+                         f"0x{raw[e.start]:02x})") from None
+    try:
+        meta = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{sp}: malformed sidecar: nested too deeply to read") from None
+    except ValueError as e:          # JSONDecodeError, or an integer too long to convert
+        raise ValueError(f"{sp}: not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{sp}: malformed sidecar: {_json_kind(meta)} at the top, expected "
+                         f"an object")
     missing = [k for k in SIDECAR_KEYS if k not in meta]
     if missing:
         raise ValueError(f"{sp}: sidecar lacks {', '.join(missing)}")
+    problem = _sidecar_type_problem(meta)
+    if problem:
+        raise ValueError(f"{sp}: malformed sidecar: {problem}")
+    if not 1 <= meta["format"] <= SIDECAR_FORMAT:
+        raise ValueError(f"{sp}: sidecar format {meta['format']} is "
+                         f"{'newer than' if meta['format'] > SIDECAR_FORMAT else 'not'} the "
+                         f"one this version reads ({SIDECAR_FORMAT}); update the code or "
+                         f"retrain the model")
     if list(meta["labels"]) != list(EMOTIONS):
         raise ValueError(f"{sp}: label map {meta['labels']} differs from this version's "
                          f"{list(EMOTIONS)}")

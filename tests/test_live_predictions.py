@@ -615,6 +615,37 @@ def test_empty_folder_is_said_to_be_empty(model, files, tmp_path, capsys):
     assert "1 of 1 files judged" in _summary(err)
 
 
+@pytest.mark.parametrize("name, content, message", [
+    ("deep", "[" * 200_000 + "]" * 200_000, "nested too deeply"),
+    ("deep_inside", None, "nested too deeply"),
+    ("binary", bytes(range(256)) * 8, "not UTF-8 text"),
+    ("format_text", {"format": "1"}, "format"),
+    ("newer_format", {"format": sc.SIDECAR_FORMAT + 1}, "newer"),
+    ("prior_weight", {"adaptation": "speaker", "speaker_prior_weight": "ten"},
+     "speaker_prior_weight"),
+])
+def test_malformed_sidecar_is_refused_naming_it(model, files, tmp_path, capsys, name, content,
+                                               message):
+    dest = _variant(model, tmp_path, name, {})
+    side = sc.sidecar_path(dest)
+    if content is None:      # a valid sidecar with one key nested 200,000 levels deep
+        text = side.read_text()
+        side.write_text(text[:text.rindex("}")] + ', "extra": ' + "[" * 200_000
+                        + "]" * 200_000 + "}")
+    elif isinstance(content, dict):
+        side.write_text(json.dumps({**json.loads(side.read_text()), **content}))
+    elif isinstance(content, bytes):
+        side.write_bytes(content)
+    else:
+        side.write_text(content)
+    rc = lp.main(["--model", str(dest), str(files["ravdess"])])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {side}: "), lines
+    assert message in lines[0], lines
+
+
 # --------------------------------------------------------------------------------------------
 # The shipped model, once it exists
 # --------------------------------------------------------------------------------------------
