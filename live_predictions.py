@@ -827,9 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
                "that is empty or cannot be read; the rest still run), 2 nothing could run "
                "(arguments, model or its sidecar, audio device, no audio file in the inputs).")
     ap.add_argument("files", nargs="*", metavar="FILE",
-                    help="audio files (WAV, FLAC, AIFF, OGG; any rate, mono or stereo) or "
-                         "folders (searched recursively; every file a folder leaves out is "
-                         "named on stderr)")
+                    help="audio files (WAV, FLAC, AIFF, Ogg Vorbis, Opus, MP3; any rate, mono "
+                         "or stereo) or folders (searched recursively; every file a folder "
+                         "leaves out is named on stderr)")
     mode = ap.add_argument_group("modes (default: the FILE arguments)")
     mode.add_argument("--mic", action="store_true",
                       help="record from the input device for --seconds and predict")

@@ -33,7 +33,9 @@ TESS_SOURCE_DIR = DATA_DIR / "tess"       # where download_data.py leaves TESS f
 TESS_MANIFEST = FEATURES_DIR / "tess_manifest.csv"
 DEFAULT_MODEL = MODELS_DIR / "Emotion_Voice_Detection_Model.h5"
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3")
+"""What folder expansion takes as audio: everything libsndfile decodes that the pipeline meets,
+lossless (WAV, FLAC, AIFF) and lossy (Ogg Vorbis, Opus, MP3)."""
 
 # --------------------------------------------------------------------------------------------
 # Labels
@@ -284,6 +286,13 @@ MIN_SAMPLES = N_FFT            # shorter than one FFT frame cannot be judged
 SILENCE_PEAK_DBFS = -60.0      # a clip whose peak is below this is "silent"
 
 
+EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "FLAC", "CAF"})
+"""libsndfile formats whose header states the exact number of frames: only there is a file with
+fewer frames than declared refused as truncated. An MP3's length is an estimate (from its first
+frame's bit rate and the file size, unless a Xing/Info header states it), Ogg's comes from the
+last page present: for those a short read is not evidence of a cut file."""
+
+
 class AudioError(ValueError):
     """An audio file that cannot be used; the message names the file and the problem."""
 
@@ -297,7 +306,10 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     Parameters
     ----------
     path : path-like
-        WAV, FLAC, AIFF (also AIFF data named ``.wav``), OGG; any rate, any channel count.
+        WAV, FLAC, AIFF (also AIFF data named ``.wav``), Ogg Vorbis, Opus, MP3; any rate,
+        any channel count. A file is refused as truncated only where its container states an
+        exact length (:data:`EXACT_LENGTH_FORMATS`); an MP3 is decoded to the end of its
+        stream whatever length its header suggests (:func:`_read_mpeg`).
     sr : int, keyword-only
         Target sample rate.
 
@@ -310,15 +322,18 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     _check_readable_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
-            file_sr = f.samplerate
-            declared = f.frames
-            data = f.read(dtype="float32", always_2d=True)
+            file_sr, fmt, declared = f.samplerate, f.format, f.frames
+            data = _read_mpeg(path, f.channels) if fmt == "MP3" else None
+            if data is None:
+                data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as e:  # libsndfile's own errors are of several types
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise AudioError(f"{path}: not readable audio ({msg})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no audio samples")
-    if declared > 0 and data.shape[0] < declared:
+    if fmt in EXACT_LENGTH_FORMATS and declared > 0 and data.shape[0] < declared:
         raise AudioError(f"{path}: truncated ({data.shape[0]} of {declared} frames)")
     missing = _wav_missing_bytes(path)
     if missing:
@@ -327,6 +342,54 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     if not np.all(np.isfinite(y)):
         raise AudioError(f"{path}: contains NaN or infinite samples")
     return resample(y, file_sr, sr=sr)
+
+
+def _read_mpeg(path: Path, channels: int, max_frames: int | None = None
+               ) -> np.ndarray | None:
+    """An MP3 decoded to the end of its stream, shape (n, channels); None when libsndfile
+    knows its exact length (a Xing/Info header states it), to be read the ordinary way.
+
+    Without such a header libsndfile estimates an MP3's length from the first frame's bit rate
+    and the file size, and never reads past the estimate: a VBR stream was cut to 40 % of its
+    audio without a word, and one that starts quietly was refused as "truncated (98496 of
+    376947 frames)". From a pipe, libsndfile cannot estimate and decodes until the stream ends.
+    At most ``max_frames + 1`` frames are decoded.
+    """
+    import threading
+
+    import soundfile as sf
+    r, w = os.pipe()
+    failed: list[OSError] = []
+
+    def feed() -> None:
+        try:
+            with open(w, "wb") as dst, open(path, "rb") as src:
+                while chunk := src.read(1 << 16):
+                    dst.write(chunk)
+        except BrokenPipeError:
+            pass                    # the reader has what it needs
+        except OSError as e:
+            failed.append(e)
+
+    writer = threading.Thread(target=feed, name="mp3-feed", daemon=True)
+    writer.start()
+    blocks, n = [], 0
+    try:
+        with sf.SoundFile(r, closefd=False) as f:
+            if f.seekable():        # the length is known: read the file itself
+                return None
+            while max_frames is None or n <= max_frames:
+                b = f.read(1 << 16, dtype="float32", always_2d=True)
+                if not len(b):
+                    break
+                blocks.append(b)
+                n += len(b)
+    finally:
+        os.close(r)
+        writer.join()
+    if failed:
+        raise AudioError(f"{path}: cannot read the file ({_os_reason(failed[0])})")
+    return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
 
 
 def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarray:
