@@ -26,9 +26,11 @@ Folder arguments are searched recursively for audio files (by extension,
 name, a link to a folder) is named on stderr with the reason; a folder that cannot be read, an
 empty folder and a folder without audio are errors, like a file that fails. A batch of more than
 one input ends with a ``summary:`` line on stderr counting what was judged, failed and left out.
+A file longer than ``--max-seconds`` (default 600 s, judged from its header before anything is
+decoded) is refused: a file is judged whole, in memory.
 
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
-short, an empty or unreadable folder, ...; the others still run), 2 when nothing could
+short, too long, an empty or unreadable folder, ...; the others still run), 2 when nothing could
 run (bad arguments, unusable model or sidecar, no audio device, no audio file in the inputs).
 
 Library use::
@@ -67,6 +69,7 @@ LEVEL_FRAME = sc.HOP_LENGTH    # frame length (samples) for levels, trimming and
 LEVEL_PERCENTILE = 95          # speech level = this percentile of frame RMS in dBFS
 DATA_TIMEOUT = 10.0            # seconds to wait for a capture stream to deliver audio
 LITERT_MIN_FILES = 300         # CLI --backend auto: batches this big use LiteRT (see --help)
+DEFAULT_MAX_SECONDS = 600.0    # longer files are refused (judged whole: ~3-7 GB an hour of audio)
 
 
 class ModelError(Exception):
@@ -311,6 +314,10 @@ class Predictor:
         Clips shorter than this are refused ("no speech detected").
     backend : {"auto", "litert", "tf"}
         Inference path (see :data:`BACKENDS`); :attr:`backend` tells which one is used.
+    max_seconds : float or None
+        Files (and enrolment recordings) longer than this are refused, judged from the header
+        before decoding (see :func:`ser_common.load_audio`); a file is judged whole, in memory
+        (one hour took 2.9 GB with the CNN, 7 GB with the stats MLP). ``None``: no limit.
 
     Raises
     ------
@@ -320,11 +327,13 @@ class Predictor:
     """
 
     def __init__(self, model_path: str | os.PathLike = sc.DEFAULT_MODEL, *,
-                 min_seconds: float = MIN_SPEECH_SECONDS, backend: str = "auto"):
+                 min_seconds: float = MIN_SPEECH_SECONDS, backend: str = "auto",
+                 max_seconds: float | None = DEFAULT_MAX_SECONDS):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
         self.model_path = Path(model_path)
         self.min_seconds = float(min_seconds)
+        self.max_seconds = None if max_seconds is None else float(max_seconds)
         try:
             # Cheap checks first, so that a wrong --model fails before TensorFlow is imported.
             if not self.model_path.exists():
@@ -453,15 +462,23 @@ class Predictor:
         used, errors = 0, []
         for path in paths:
             try:
-                self.adaptation.observe(self.features(sc.load_audio(path), name=str(path)))
+                self.adaptation.observe(self.features(self.load(path), name=str(path)))
                 used += 1
             except (AudioError, OSError) as e:
                 errors.append(str(e))
         return used, errors
 
+    def load(self, path: str | os.PathLike) -> np.ndarray:
+        """:func:`ser_common.load_audio` with this predictor's length limit (``max_seconds``)."""
+        try:
+            return sc.load_audio(path, max_seconds=self.max_seconds)
+        except sc.AudioTooLong as e:
+            raise AudioError(f"{e} (a file is judged whole, in memory: about 3-7 GB an hour "
+                             f"of audio; raise the limit with --max-seconds S)") from None
+
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Judge an audio file (any libsndfile format, rate and channel count)."""
-        return self.predict_signal(sc.load_audio(path), SAMPLE_RATE, name=str(path))
+        return self.predict_signal(self.load(path), SAMPLE_RATE, name=str(path))
 
     def predict_files(self, paths: Iterable[str | os.PathLike]
                       ) -> Iterator[tuple[str, Prediction | Exception]]:
@@ -861,6 +878,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-seconds", type=float, default=MIN_SPEECH_SECONDS, metavar="S",
                     help="clips shorter than S seconds are 'no speech detected' "
                          "(default: %(default)s)")
+    ap.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
+                    help="refuse files (and --enrol recordings) longer than S seconds, judged "
+                         "from the file's header before decoding: a file is judged whole, in "
+                         "memory, about 3-7 GB an hour of audio (default: %(default)g)")
     dev = ap.add_argument_group("microphone (--mic, --stream)")
     dev.add_argument("--device", metavar="ID",
                      help="input device: index or part of its name (default: the system's "
@@ -902,6 +923,8 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
         ap.error("--hop must not exceed --window")
     if args.top < 1:
         ap.error("--top must be at least 1")
+    if not args.max_seconds > 0:
+        ap.error("--max-seconds must be positive")
 
 
 def _cli_backend(args, n_files: int) -> str:
@@ -1034,7 +1057,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_files(None, inputs, args)    # only failed folders: nothing to judge
         try:
             predictor = Predictor(args.model, min_seconds=args.min_seconds,
-                                  backend=_cli_backend(args, len(inputs.files)))
+                                  backend=_cli_backend(args, len(inputs.files)),
+                                  max_seconds=args.max_seconds)
         except ModelError as e:
             _err(str(e))
             return 2

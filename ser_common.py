@@ -297,7 +297,21 @@ class AudioError(ValueError):
     """An audio file that cannot be used; the message names the file and the problem."""
 
 
-def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+class AudioTooLong(AudioError):
+    """A file longer than the caller's limit (:func:`load_audio`'s ``max_seconds``)."""
+
+    def __init__(self, path, seconds: float | None, limit: float):
+        self.path, self.seconds, self.limit = path, seconds, limit
+        length = (f"{seconds:.0f} s long, more than" if seconds is not None else
+                  "longer than")
+        super().__init__(f"{path}: {length} the {limit:g} s limit")
+
+
+_UNKNOWN_FRAMES = 2 ** 62      # libsndfile's frame count of a stream of unknown length is 2**63-1
+
+
+def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE,
+               max_seconds: float | None = None) -> np.ndarray:
     """Read any libsndfile format, mix to mono and resample with soxr (librosa's default).
 
     This is the single loader of the project: training features and live predictions go
@@ -312,6 +326,10 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
         stream whatever length its header suggests (:func:`_read_mpeg`).
     sr : int, keyword-only
         Target sample rate.
+    max_seconds : float, optional, keyword-only
+        Refuse a longer file (:class:`AudioTooLong`), judged from its header before anything
+        is decoded wherever the header states the length (all but an MP3 without a Xing/Info
+        header, whose length libsndfile only estimates); never more than this is decoded.
 
     Returns
     -------
@@ -323,9 +341,17 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     try:
         with sf.SoundFile(str(path)) as f:
             file_sr, fmt, declared = f.samplerate, f.format, f.frames
-            data = _read_mpeg(path, f.channels) if fmt == "MP3" else None
-            if data is None:
-                data = f.read(dtype="float32", always_2d=True)
+            limit = None                      # frames: at most limit + 1 are decoded
+            if max_seconds is not None and math.isfinite(max_seconds):
+                limit = int(max_seconds * file_sr)
+            data = _read_mpeg(path, f.channels, limit) if fmt == "MP3" else None
+            if data is None:                  # the header states the length: judge it first
+                if limit is not None and limit < declared < _UNKNOWN_FRAMES:
+                    raise AudioTooLong(path, declared / file_sr, max_seconds)
+                data = f.read(-1 if limit is None else limit + 1, dtype="float32",
+                              always_2d=True)
+            if limit is not None and data.shape[0] > limit:
+                raise AudioTooLong(path, None, max_seconds)
     except AudioError:
         raise
     except Exception as e:  # libsndfile's own errors are of several types

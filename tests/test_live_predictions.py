@@ -709,6 +709,53 @@ def test_lossy_formats_are_judged_like_wav(model, lossy_folder, tmp_path, capsys
     assert f"adapted to the speaker from {len(expected)} enrolment recording(s)" in err
 
 
+def _quiet_noise_wav(path: Path, seconds: float, sr: int = 8000) -> None:
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for _ in range(int(seconds // 10)):
+            f.write((rng.standard_normal(10 * sr) * 0.01).astype(np.float32))
+
+
+def test_long_recording_is_refused_from_its_header(model, files, tmp_path, capsys):
+    long = tmp_path / "long.wav"
+    _quiet_noise_wav(long, 700)
+    assert sf.info(str(long)).duration == 700
+    rc = lp.main(["--json", "--model", str(model), str(long), str(files["ravdess"])])
+    out, err = capsys.readouterr()
+    assert rc == 1, err
+    rows = _json_lines(out)
+    assert set(rows[0]) == {"file", "error"} and rows[0]["file"] == str(long)
+    msg = rows[0]["error"]
+    assert msg.startswith(f"{long}: 700 s long, more than the 600 s limit"), msg
+    assert "--max-seconds" in msg
+    assert rows[1]["emotion"] in sc.EMOTIONS
+    # the limit is the user's to set: a 3.4 s clip is refused under --max-seconds 2
+    rc = lp.main(["--model", str(model), "--max-seconds", "2", str(files["ravdess"])])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == ""
+    assert err.strip().splitlines()[0].startswith(
+        f"error: {files['ravdess']}: 3 s long, more than the 2 s limit")
+    with pytest.raises(SystemExit) as e:
+        lp.main(["--model", str(model), "--max-seconds", "0", str(files["ravdess"])])
+    assert e.value.code == 2
+
+
+def test_length_limit_of_an_mp3_without_length_header(model, lossy_folder, capsys):
+    """Such an MP3's header length is a guess (lead_in.mp3: 17 s for 4.4 s of audio): the
+    limit is then enforced while decoding, never by the guess."""
+    d, _ = lossy_folder
+    lead_in = d / "lead_in.mp3"
+    assert sf.info(str(lead_in)).duration > 10          # libsndfile's estimate
+    rc = lp.main(["--json", "--model", str(model), "--max-seconds", "10", str(lead_in)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert _json_lines(out)[0]["emotion"] in sc.EMOTIONS
+    rc = lp.main(["--json", "--model", str(model), "--max-seconds", "2", str(lead_in)])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert _json_lines(out)[0]["error"].startswith(f"{lead_in}: longer than the 2 s limit")
+
+
 # --------------------------------------------------------------------------------------------
 # The shipped model, once it exists
 # --------------------------------------------------------------------------------------------
