@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import ser_common as C
+from ser import encoder as byols_encoder
 from ser import numba_cache
 
 CACHE_DIRNAME = ".cache"
@@ -41,11 +42,17 @@ def output_path(features_dir: Path, feature: str) -> Path:
 
 
 def base_sets(feature_sets: list[str]) -> list[str]:
-    """The per-file sets to compute and cache (``combined`` is built from the three)."""
+    """The per-file sets to compute and cache (a composite set of
+    :data:`ser_common.COMPOSITE_SETS` is built from its parts). When one of them needs the
+    BYOL-S encoder, its weights are checked here, once (one line if they are missing), rather
+    than failing every file."""
     need = set()
     for f in feature_sets:
-        need |= set(C.BASE_FEATURES) if f == "combined" else {f}
-    return [f for f in C.CACHED_FEATURES if f in need]
+        need |= set(C.parts_of(f))
+    bases = [f for f in C.CACHED_FEATURES if f in need]
+    if any(C.needs_encoder(b) for b in bases):
+        byols_encoder.check_ready()
+    return bases
 
 
 def _file_key(path: Path, rel: str) -> str:
@@ -359,10 +366,10 @@ def _run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
 
 
 def _set_vector(feature: str, base) -> np.ndarray:
-    """One file's vector of ``feature`` from its base-set vectors (``base(name)``):
-    ``combined`` is the concatenation of :data:`ser_common.BASE_FEATURES`."""
-    if feature == "combined":
-        return np.concatenate([base(b) for b in C.BASE_FEATURES])
+    """One file's vector of ``feature`` from its base-set vectors (``base(name)``): a
+    composite set is the concatenation of its parts (:data:`ser_common.COMPOSITE_SETS`)."""
+    if feature in C.COMPOSITE_SETS:
+        return np.concatenate([base(b) for b in C.COMPOSITE_SETS[feature]])
     return base(feature)
 
 
@@ -527,8 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--feature", default="mfcc", choices=[*C.FEATURE_SETS, "all"],
                    help="feature set: mfcc (40), chroma (12), contrast (7), combined (59), "
-                        f"stats (pooled statistics, {C.FEATURE_DIMS['stats']}) or all of them "
-                        "(one STFT per file for the first four)")
+                        f"stats (pooled statistics, {C.FEATURE_DIMS['stats']}), byols (the "
+                        f"BYOL-S encoder, {C.FEATURE_DIMS['byols']}), stats_byols (both, "
+                        f"{C.FEATURE_DIMS['stats_byols']}) or all of them (one STFT per file "
+                        "for the first four)")
     p.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR,
                    help="folder with the Actor_XX audio folders")
     p.add_argument("--out", type=Path, default=None,

@@ -19,6 +19,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ser import encoder as byols_encoder   # the BYOL-S encoder's weights and feature set
 from ser import numba_cache   # every librosa call goes through numba_cache.librosa()
 
 # --------------------------------------------------------------------------------------------
@@ -501,31 +502,59 @@ def check_signal(y: np.ndarray, *, name: str = "signal") -> None:
 # --------------------------------------------------------------------------------------------
 # Features
 # --------------------------------------------------------------------------------------------
-BASE_FEATURES = ("mfcc", "chroma", "contrast")          # the parts of "combined"
-CACHED_FEATURES = ("mfcc", "chroma", "contrast", "stats")  # computed and cached per file
-FEATURE_SETS = ("mfcc", "chroma", "contrast", "combined", "stats")
+CACHED_FEATURES = ("mfcc", "chroma", "contrast", "stats", "byols")  # computed and cached per file
+# Composite sets: the concatenation of cached sets, in this order, built from the parts'
+# cached vectors (never computed again). One entry per composite.
+COMPOSITE_SETS = {"combined": ("mfcc", "chroma", "contrast"),
+                  "stats_byols": ("stats", "byols")}
+BASE_FEATURES = COMPOSITE_SETS["combined"]          # the parts of "combined"
+FEATURE_SETS = ("mfcc", "chroma", "contrast", "combined", "stats", "byols", "stats_byols")
 # "stats": pooled statistics of frame features over the utterance with its silence trimmed
 # (TRIM_TOP_DB): MFCC 40 + deltas + delta-deltas, chroma 12, contrast 7, RMS, ZCR, spectral
 # centroid, bandwidth, roll-off, flatness; for each, STATS over frames.
+# "byols": the BYOL-S encoder's frames pooled over the utterance (ser/encoder.py; its weights
+# in models/byols_default512.npz).
 TRIM_TOP_DB = 30
 STATS = ("mean", "std", "min", "max", "p10", "p50", "p90")
 STATS_FRAME_DIM = 3 * N_MFCC + N_CHROMA + (N_CONTRAST_BANDS + 1) + 6
-FEATURE_DIMS = {"mfcc": N_MFCC, "chroma": N_CHROMA, "contrast": N_CONTRAST_BANDS + 1,
-                "combined": N_MFCC + N_CHROMA + N_CONTRAST_BANDS + 1,
-                "stats": STATS_FRAME_DIM * len(STATS)}
+_CACHED_DIMS = {"mfcc": N_MFCC, "chroma": N_CHROMA, "contrast": N_CONTRAST_BANDS + 1,
+                "stats": STATS_FRAME_DIM * len(STATS), "byols": byols_encoder.DIM}
+FEATURE_DIMS = {**_CACHED_DIMS, **{name: sum(_CACHED_DIMS[p] for p in parts)
+                                   for name, parts in COMPOSITE_SETS.items()}}
 FEATURE_PARAMS = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH,
                   "n_mfcc": N_MFCC, "n_chroma": N_CHROMA, "n_contrast_bands": N_CONTRAST_BANDS,
                   "resampler": "soxr_hq", "pooling": "mean"}
+# the parameters of the cached sets that are not computed with FEATURE_PARAMS
+SET_PARAMS = {"byols": byols_encoder.feature_params()}
 # bump a set's version when the extraction code changes what it computes for that set
-FEATURE_VERSIONS = {"mfcc": 1, "chroma": 1, "contrast": 1, "combined": 1, "stats": 5}
+FEATURE_VERSIONS = {"mfcc": 1, "chroma": 1, "contrast": 1, "combined": 1, "stats": 5,
+                    "byols": byols_encoder.VERSION, "stats_byols": 1}
+
+
+def parts_of(feature: str) -> tuple[str, ...]:
+    """The cached sets a feature set is made of: its parts if composite, else itself."""
+    return COMPOSITE_SETS.get(feature, (feature,))
+
+
+def needs_encoder(feature: str) -> bool:
+    """Whether the set needs the BYOL-S encoder's weights (ser/encoder.py)."""
+    return "byols" in parts_of(feature)
 
 
 def feature_params(feature: str) -> dict:
-    """Parameters that define a feature set (stored in caches and model sidecars)."""
+    """Parameters that define a feature set (stored in caches and model sidecars).
+
+    A composite set whose parts share their parameters (``combined``) has them flat, as a
+    cached set; one whose parts differ (``stats_byols``) lists each part's under ``parts``.
+    """
     if feature not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature!r} (choose from {', '.join(FEATURE_SETS)})")
-    return {"feature": feature, "dim": FEATURE_DIMS[feature], "version": FEATURE_VERSIONS[feature],
-            **FEATURE_PARAMS}
+    head = {"feature": feature, "dim": FEATURE_DIMS[feature], "version": FEATURE_VERSIONS[feature]}
+    parts = parts_of(feature)
+    own = [SET_PARAMS.get(p, FEATURE_PARAMS) for p in parts]
+    if all(o == own[0] for o in own):
+        return {**head, **own[0]}
+    return {**head, "parts": {p: feature_params(p) for p in parts}}
 
 
 def params_hash(params: dict) -> str:
@@ -550,7 +579,7 @@ def _log_mel(power: np.ndarray, sr: int) -> np.ndarray:
 
 def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
                      sets: tuple[str, ...] = ("mfcc",)) -> dict[str, np.ndarray]:
-    """Mean-over-time features of one utterance, computing the STFT once.
+    """Feature vectors of one utterance, computing the STFT once.
 
     Parameters
     ----------
@@ -558,8 +587,10 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
         Mono audio at ``sr`` (from :func:`load_audio`).
     sr : int, keyword-only
     sets : tuple of str, keyword-only
-        Any of ``mfcc`` (40), ``chroma`` (12), ``contrast`` (7), ``combined`` (59: the three
-        concatenated in that order).
+        Any of :data:`FEATURE_SETS`: ``mfcc`` (40), ``chroma`` (12), ``contrast`` (7) means
+        over time, ``stats`` (pooled statistics), ``byols`` (the BYOL-S encoder's frames,
+        pooled), and the composite sets of :data:`COMPOSITE_SETS` (their parts concatenated
+        in order: ``combined`` 59, ``stats_byols``).
 
     Returns
     -------
@@ -571,12 +602,12 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
     if unknown:
         raise ValueError(f"unknown feature set(s) {unknown} (choose from {FEATURE_SETS})")
     check_signal(y)
-    need = set(sets)
-    if "combined" in need:
-        need |= set(BASE_FEATURES)
+    need = set()
+    for s in sets:
+        need |= set(parts_of(s))
     y = np.asarray(y, dtype=np.float32)
     out: dict[str, np.ndarray] = {}
-    if need & set(BASE_FEATURES):
+    if need & {"mfcc", "chroma", "contrast"}:
         S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH))
     if "mfcc" in need:
         m = librosa.feature.mfcc(S=_log_mel(S ** 2, sr), n_mfcc=N_MFCC)
@@ -586,10 +617,13 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
     if "contrast" in need:
         out["contrast"] = librosa.feature.spectral_contrast(
             S=S, sr=sr, n_bands=N_CONTRAST_BANDS).mean(axis=1)
-    if "combined" in need:
-        out["combined"] = np.concatenate([out["mfcc"], out["chroma"], out["contrast"]])
     if "stats" in need:
         out["stats"] = _pooled_stats(y, sr)
+    if "byols" in need:
+        out["byols"] = byols_encoder.vector(y, sr)
+    for name, parts in COMPOSITE_SETS.items():
+        if name in sets:
+            out[name] = np.concatenate([out[p] for p in parts])
     result = {}
     for s in sets:
         v = np.asarray(out[s], dtype=np.float32)
@@ -856,6 +890,7 @@ def load_model(model_path: str | os.PathLike = DEFAULT_MODEL):
     if not model_path.exists():
         raise FileNotFoundError(f"{model_path}: model file not found (train one with "
                                 f"neural_network.py, or pass --model)")
+    check_model_encoder(model_path)
     meta = read_sidecar(model_path)
     quiet_tensorflow()
     import keras
@@ -872,6 +907,12 @@ def load_model(model_path: str | os.PathLike = DEFAULT_MODEL):
         raise ValueError(f"{model_path}: input size {want[0]} does not fit feature set "
                          f"{meta['feature']} ({FEATURE_DIMS[meta['feature']]} values)")
     return model, meta
+
+
+def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None) -> None:
+    """Refuse (one line naming the file) a model trained on encoder features whose encoder
+    weights are missing here or are not the ones its sidecar names (ser/encoder.py)."""
+    byols_encoder.check_model_encoder(model_path, meta)
 
 
 def normalize(X: np.ndarray, meta: dict) -> np.ndarray:

@@ -244,7 +244,9 @@ def warm() -> None:
     sr = ser_common.SAMPLE_RATE
     t = np.arange(sr) / sr
     y = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(sr)).astype(np.float32)
-    ser_common.extract_features(y, sr=sr, sets=tuple(ser_common.FEATURE_SETS))
+    # the sets computed with librosa (the encoder's are numpy, and need its weights file)
+    ser_common.extract_features(y, sr=sr, sets=tuple(
+        s for s in ser_common.FEATURE_SETS if not ser_common.needs_encoder(s)))
     _librosa.feature.zero_crossing_rate(y)
     _librosa.piptrack(y=y, sr=sr)
     _librosa.yin(y, fmin=60, fmax=500, sr=sr)

@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Which pooling of the BYOL-S frames carries best, judged on validation actors only.
+
+For every row of ``features_stats.joblib`` the encoder's frames are computed once (on the
+whole utterance, and on the utterance with leading/trailing silence trimmed as the ``stats``
+set trims it: 30 dB) and summarised by their max, mean and std over time (cached in
+``features/.cache/byols-pooling-scratch.npz``). Each pooling (``maxmean``: max + mean, 512;
+``maxmean_std``: that and the std, 1024; ``mean_std``: mean and std, 1024) is appended to the
+``stats`` vector, as in the ``stats_byols`` set, and one MLP (the shipped recipe's member, no
+augmented copies) is trained on each fold of the ``speaker`` protocol with early stopping on
+the fold's two validation actors. The figure is the UAR **on those validation actors**, mean
+and std over the 5 folds; the folds' test actors are never looked at, so the choice made from
+this table leaves the test figures of the README untouched.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import ser_common as C  # noqa: E402
+
+SCRATCH = C.FEATURES_DIR / ".cache" / "byols-pooling-scratch.npz"
+POOLINGS = ("maxmean", "maxmean_std", "mean_std")
+
+
+def _summaries(path: str) -> np.ndarray:
+    """(2, 3, 512): [whole, trimmed] x [max, mean, std] of the frames of one file."""
+    from ser import byols, encoder
+    from ser import numba_cache
+    librosa = numba_cache.librosa()
+    y = C.load_audio(path)
+    out = []
+    yt, _ = librosa.effects.trim(y, top_db=C.TRIM_TOP_DB, frame_length=C.N_FFT,
+                                 hop_length=C.HOP_LENGTH)
+    for sig in (y, yt if len(yt) >= C.MIN_SAMPLES else y):
+        s16 = C.resample(sig, C.SAMPLE_RATE, sr=byols.SAMPLE_RATE)
+        f = encoder.load_encoder().frames(byols.normalise(byols.log_mel(s16)))
+        out.append(np.stack([f.max(axis=0), f.mean(axis=0), f.std(axis=0)]))
+    return np.stack(out).astype(np.float32)
+
+
+def summaries(paths: np.ndarray, features_dir: Path, jobs: int) -> np.ndarray:
+    if SCRATCH.exists():
+        with np.load(SCRATCH, allow_pickle=False) as z:
+            if np.array_equal(z["path"], paths):
+                return z["S"]
+    import joblib
+    t0 = time.perf_counter()
+    S = joblib.Parallel(n_jobs=jobs, batch_size=16)(
+        joblib.delayed(_summaries)(str(features_dir / p)) for p in paths)
+    S = np.stack(S)
+    print(f"frames of {len(paths)} files (whole and trimmed) in {time.perf_counter() - t0:.0f} s")
+    SCRATCH.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(SCRATCH, path=paths, S=S)
+    return S
+
+
+def pooled(S: np.ndarray, method: str, trimmed: bool) -> np.ndarray:
+    mx, mean, std = (S[:, int(trimmed), k] for k in range(3))
+    if method == "maxmean":
+        return mx + mean
+    if method == "maxmean_std":
+        return np.concatenate([mx + mean, std], axis=1)
+    return np.concatenate([mean, std], axis=1)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--norms", default="global,speaker")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--alone", action="store_true", help="also the encoder's vector alone")
+    args = ap.parse_args(argv)
+    C.quiet_tensorflow()
+    import neural_network as NN
+    stats = NN.load_dataset("stats", "speech+song+tess", features_dir=args.features_dir)
+    S = summaries(stats.meta["path"], args.features_dir, args.jobs)
+    folds = NN.split_speaker(stats, args.seed)
+    print(f"speaker protocol, {len(folds)} folds, UAR on each fold's validation actors "
+          f"{[f.info['val_actors'] for f in folds]} (test actors unused); one MLP, no copies")
+    variants = [(m, t, False) for t in (False, True) for m in POOLINGS]
+    if args.alone:
+        variants += [(m, False, True) for m in POOLINGS]
+    for norm in [n.strip() for n in args.norms.split(",")]:
+        for method, trimmed, alone in variants:
+            B = pooled(S, method, trimmed)
+            X = B if alone else np.concatenate([stats.X, B], axis=1)
+            ds = NN.Dataset(X.astype(np.float32), stats.y, stats.meta, "scratch", {})
+            cfg = NN.TrainConfig(batch_size=64, norm=norm, seed=args.seed)
+            ds, cfg, _ = NN._adapt(ds, cfg)
+            uars, t0 = [], time.perf_counter()
+            for f in folds:
+                model, hist, nrm, _ = NN.train_one("mlp", ds, f, cfg)
+                p = NN.predict_proba(model, ds.X[f.val], nrm).argmax(axis=1)
+                uars.append(NN.metrics(ds.y[f.val], p)["uar"])
+            what = f"{'byols' if alone else 'stats+byols'} {method}{' trimmed' if trimmed else ''}"
+            print(f"{norm:8s} {what:34s} {X.shape[1]:5d} values  validation UAR "
+                  f"{np.mean(uars):.3f} ± {np.std(uars):.3f}  ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
