@@ -22,13 +22,17 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import time
+import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 import ser_common as C
 from ser import encoder as byols_encoder
+from ser import files as ser_files
 from ser import numba_cache
 
 CACHE_DIRNAME = ".cache"
@@ -60,9 +64,45 @@ def _file_key(path: Path, rel: str) -> str:
     return hashlib.sha1(f"{rel}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
 
 
+CACHE_SUFFIX = ".f32"   # float32 little-endian values, then their CRC-32 (4 bytes)
+
+
 def _cache_file(cache_dir: Path, base: str, key: str) -> Path:
     params = C.feature_params(base)
-    return cache_dir / f"{base}-{C.params_hash(params)}" / key[:2] / f"{key}.npy"
+    return cache_dir / f"{base}-{C.params_hash(params)}" / key[:2] / f"{key}{CACHE_SUFFIX}"
+
+
+class BadCacheEntry(ValueError):
+    """A cache entry that is damaged (wrong size, checksum, or values): recomputed."""
+
+
+def _cache_read(path: Path, dim: int) -> np.ndarray:
+    """One cached vector of ``dim`` values, checked (size, CRC-32, finite).
+
+    Raises FileNotFoundError where there is none, :class:`BadCacheEntry` where it is damaged.
+    """
+    data = path.read_bytes()
+    if len(data) != 4 * dim + 4:
+        raise BadCacheEntry(f"{path}: {len(data)} bytes, {4 * dim + 4} expected")
+    if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        raise BadCacheEntry(f"{path}: checksum mismatch")
+    v = np.frombuffer(data, dtype="<f4", count=dim).astype(np.float32)
+    if not np.all(np.isfinite(v)):
+        raise BadCacheEntry(f"{path}: values are not finite")
+    return v
+
+
+def _cache_lookup(path: Path, dim: int, bad: list[str]) -> np.ndarray | None:
+    """The cached vector, or ``None`` (missing, or damaged: then named in ``bad``)."""
+    try:
+        return _cache_read(path, dim)
+    except FileNotFoundError:
+        return None
+    except BadCacheEntry as e:
+        bad.append(str(e))
+    except OSError as e:
+        bad.append(f"{path}: {e.strerror or e}")
+    return None
 
 
 def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tuple:
@@ -86,11 +126,11 @@ def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tup
 
 
 def _cache_write(dest: Path, v: np.ndarray) -> None:
-    """One cached vector, written atomically (a killed worker leaves no half file)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """One cached vector with its checksum, written atomically (a killed worker leaves no
+    half file)."""
+    data = np.ascontiguousarray(v, dtype="<f4").tobytes()
     with C.atomic_path(dest) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, v)
+        tmp.write_bytes(data + zlib.crc32(data).to_bytes(4, "little"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +210,7 @@ def aug_output_path(features_dir: Path, feature: str) -> Path:
 def _aug_cache_file(cache_dir: Path, base: str, key: str, copy: int) -> Path:
     params = C.feature_params(base)
     return (cache_dir / f"{base}-{C.params_hash(params)}-aug{AUGMENT_VERSION}-{copy}"
-            / key[:2] / f"{key}.npy")
+            / key[:2] / f"{key}{CACHE_SUFFIX}")
 
 
 def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
@@ -208,7 +248,13 @@ def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, C.RavdessNa
     """Audio files of every Actor_XX folder with their parsed names; unparseable ones listed."""
     files, problems = [], []
     for d in C.actor_dirs(features_dir):
-        for p in C.list_audio_files(d):
+        scan = C.scan_audio_files(d)
+        # never dropped without a word: folders that cannot be read, files that cannot be looked
+        # at (hidden entries and other extensions are left out quietly, as always)
+        problems += [f"{q}: cannot read the folder ({why})" for q, why in scan.unreadable]
+        problems += [f"{q}: {why}" for q, why in scan.left_out
+                     if why.startswith(("cannot", "broken link"))]
+        for p in scan.files:
             rel = p.relative_to(features_dir).as_posix()
             try:
                 files.append((p, rel, C.parse_ravdess_name(p)))
@@ -285,7 +331,7 @@ def check_cluster_code(client, modules: tuple[str, ...]) -> None:
             if not missing:
                 raise
             raise ValueError(f"{who} cannot import {missing.group(1)!r}: start the scheduler "
-                             f"and the workers with this repository on their PYTHONPATH"
+                             f"and the workers from this installed repository (make setup)"
                              ) from None
     for worker, digests in sorted(theirs.items()):
         other = [f"{n}.py" for n in modules if digests.get(n) != mine[n]]
@@ -305,7 +351,7 @@ def check_workers_see(client, path: Path) -> None:
 
 def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: Path | None,
                *, jobs: int, backend: str | None, scheduler: str | None, see: Path,
-               progress: bool) -> tuple[dict, list[str], int]:
+               progress: bool, bad: list[str]) -> tuple[dict, list[str], int]:
     """``{rel: {(copy, base set): vector}}`` for copies 1..``copies`` of every row (from the
     cache or computed), the one-line messages of the copies that failed (e.g. made silent by
     the gain: those rows keep their original features as the copy, so the arrays stay
@@ -318,10 +364,11 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
         if cache_dir is not None:
             key, todo = _file_key(path, rel), []
             for c, b in wanted:
-                try:
-                    have[c, b] = np.load(_aug_cache_file(cache_dir, b, key, c))
-                except (FileNotFoundError, ValueError, OSError):
+                v = _cache_lookup(_aug_cache_file(cache_dir, b, key, c), C.FEATURE_DIMS[b], bad)
+                if v is None:
                     todo.append((c, b))
+                else:
+                    have[c, b] = v
         aug[rel] = have
         if todo:
             tasks.append((str(path), rel, name.actor, todo,
@@ -336,6 +383,26 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
         for c, b in wanted:
             aug[rel].setdefault((c, b), originals[rel][b])
     return aug, failed, len(tasks)
+
+
+_WATCHDOG: list[int] = []
+
+
+def _orphan_guarded(func, parent: int, *args):
+    """Run ``func(*args)`` in a local worker that exits once ``parent`` is gone.
+
+    joblib's workers outlive a killed parent for minutes (~280 MB each); a daemon thread
+    polls the worker's parent process once a second and ends the worker when it changes.
+    """
+    if os.getpid() != parent and not _WATCHDOG:
+        _WATCHDOG.append(parent)
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True, name="orphan-watchdog").start()
+    return func(*args)
 
 
 def _run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
@@ -356,6 +423,8 @@ def _run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
         import create_features
         func, n_jobs = getattr(create_features, func.__name__), -1
         ctx = dask_backend(scheduler, see=see)
+    elif n_jobs != 1:   # local workers end with this process, even after a kill -9
+        func = partial(_orphan_guarded, func, os.getpid())
     with ctx:
         # on a cluster, joblib's dask backend sizes the tasks to 0.2-1 s of work
         batch = "auto" if scheduler else 8 if n_jobs != 1 else 1
@@ -393,8 +462,6 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
         ``files`` (rows written), ``computed`` (files actually processed this run),
         ``skipped`` (list of one-line messages), ``seconds``, ``outputs`` (paths).
     """
-    import joblib
-    from tqdm import tqdm
 
     t0 = time.perf_counter()
     features_dir = Path(features_dir)
@@ -415,6 +482,14 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
                          f"Actor_XX/ folders")
     bases = base_sets(feature_sets)
     cache_dir = features_dir / CACHE_DIRNAME if use_cache else None
+    # where the work goes is checked before the work: one line, not a traceback at the end
+    ser_files.check_writable(out_dir, what="--out folder",
+                         need_bytes=_output_bytes(len(files), feature_sets, augment))
+    C.clean_stale_tmp(out_dir)
+    if cache_dir is not None:
+        ser_files.check_writable(cache_dir, what="cache folder")
+        C.clean_stale_tmp(cache_dir, recursive=True)
+    bad: list[str] = []
 
     results: dict[str, dict[str, np.ndarray]] = {}
     tasks = []
@@ -423,11 +498,11 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
         if cache_dir is not None:
             key = _file_key(path, rel)
             for b in bases:
-                cf = _cache_file(cache_dir, b, key)
-                try:
-                    have[b] = np.load(cf)
-                except (FileNotFoundError, ValueError, OSError):
+                v = _cache_lookup(_cache_file(cache_dir, b, key), C.FEATURE_DIMS[b], bad)
+                if v is None:
                     todo.append(b)
+                else:
+                    have[b] = v
         else:
             todo = list(bases)
         results[rel] = have
@@ -445,7 +520,7 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
     skipped += [errors[rel] for _, rel, _ in files if rel in errors]
 
     rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
-    outputs = []
+    pending: list[tuple[dict, Path]] = []     # (data, destination), written all together
     n_augmented, fallbacks = 0, []
     for f in feature_sets:
         if rows:
@@ -465,41 +540,81 @@ def extract(features_dir: str | os.PathLike = C.FEATURES_DIR, *,
                          "statement": np.array([n.statement for _, _, n in rows], np.int64),
                          "repetition": np.array([n.repetition for _, _, n in rows], np.int64)},
                 "feature": f, "params": C.feature_params(f)}
-        dest = output_path(out_dir, f)
-        with C.atomic_path(dest) as tmp:
-            joblib.dump(data, tmp)
-        outputs.append(dest)
+        pending.append((data, output_path(out_dir, f)))
     if augment > 0 and rows:
         aug, fallbacks, n_augmented = _augmented(
             rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
-            scheduler=scheduler, see=features_dir, progress=progress)
+            scheduler=scheduler, see=features_dir, progress=progress, bad=bad)
         for f in feature_sets:
             Xa = np.stack([np.stack([_set_vector(f, lambda b: aug[rel][c, b])
                                      for _, rel, _ in rows])
                            for c in range(1, augment + 1)]).astype(np.float32)
-            dest = aug_output_path(out_dir, f)
-            with C.atomic_path(dest) as tmp:
-                joblib.dump({"X": Xa, "path": np.array([rel for _, rel, _ in rows]),
+            pending.append(({"X": Xa, "path": np.array([rel for _, rel, _ in rows]),
                              "feature": f, "params": C.feature_params(f),
                              "augment": {"copies": augment, "version": AUGMENT_VERSION,
-                                         "speed": list(AUGMENT_SPEED)}}, tmp)
-            outputs.append(dest)
+                                         "speed": list(AUGMENT_SPEED)}},
+                            aug_output_path(out_dir, f)))
+    outputs = _write_all(pending)
     return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
             "augmented": n_augmented,
             "aug_fallbacks": fallbacks,
-            "skipped": skipped,
+            "skipped": skipped, "bad_cache": bad,
             "seconds": time.perf_counter() - t0, "outputs": outputs}
 
 
-def load_features(feature: str = "mfcc", *, features_dir: str | os.PathLike = C.FEATURES_DIR
-                  ) -> dict:
-    """Read ``features_<feature>.joblib`` (written by :func:`extract`), with checks."""
-    import joblib
+def _output_bytes(n_files: int, feature_sets: list[str], augment: int) -> int:
+    """Room the outputs need: their arrays, twice (a new file beside the old), plus a margin."""
+    dims = sum(C.FEATURE_DIMS[f] for f in feature_sets)
+    return 2 * 4 * n_files * dims * (1 + augment) + ser_files.MIN_FREE_BYTES
+
+
+def _write_all(pending: list[tuple[dict, Path]]) -> list[Path]:
+    """Write every output under a temporary name, then move them all into place; a failure
+    (a full disk, a folder in the way) restores the previous outputs: never a partial set."""
+    def temp(dest: Path, kind: str) -> Path:   # names clean_stale_tmp recognises
+        return dest.with_name(f".{dest.name}.{os.getpid()}.{os.urandom(4).hex()}.{kind}")
+
+    tmps: list[Path] = []
+    backups: dict[Path, Path | None] = {}
+    dest = pending[0][1]
+    try:
+        for data, dest in pending:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmps.append(temp(dest, "tmp"))
+            ser_files.dump_trusted(data, dest, tmp=tmps[-1])
+        for tmp, (_, dest) in zip(tmps, pending):
+            backup = None
+            if dest.is_file():
+                backup = temp(dest, "tmp.old")
+                os.link(dest, backup)
+            backups[dest] = backup
+            os.replace(tmp, dest)
+    except OSError as e:
+        for done, backup in backups.items():      # undo the outputs already moved
+            if backup is not None:
+                os.replace(backup, done)
+            elif done.is_file():
+                done.unlink()
+        raise ser_files.OutputError(e.errno, f"{ser_files.describe_os_error(e, dest)}; no "
+                                    f"feature file was written or changed") from None
+    finally:
+        for p in [*tmps, *(b for b in backups.values() if b is not None)]:
+            p.unlink(missing_ok=True)
+    return [dest for _, dest in pending]
+
+
+def load_features(feature: str = "mfcc", *, features_dir: str | os.PathLike = C.FEATURES_DIR,
+                  trust: bool = False) -> dict:
+    """Read ``features_<feature>.joblib`` (written by :func:`extract`), with checks.
+
+    Only a file this installation wrote is unpickled, unless ``trust`` (see ser/files.py).
+    """
     path = output_path(Path(features_dir), feature)
+    hint = f"re-create it: python create_features.py --feature {feature}"
     if not path.exists():
         raise FileNotFoundError(f"{path}: features not found (run: python create_features.py "
                                 f"--feature {feature})")
-    data = joblib.load(path)
+    data = ser_files.load_trusted(path, trust=trust, hint=hint)
     if data.get("params") != C.feature_params(feature):
         raise ValueError(f"{path}: made with other feature parameters than this version's; "
                          f"re-run create_features.py")
@@ -507,15 +622,15 @@ def load_features(feature: str = "mfcc", *, features_dir: str | os.PathLike = C.
 
 
 def load_augmented(feature: str = "stats", *, features_dir: str | os.PathLike = C.FEATURES_DIR,
-                   copies: int = 1, paths: np.ndarray | None = None) -> np.ndarray:
+                   copies: int = 1, paths: np.ndarray | None = None,
+                   trust: bool = False) -> np.ndarray:
     """The first ``copies`` augmented copies of ``feature``: shape (copies, n_files, dim),
     row-aligned with :func:`load_features` (checked against its ``paths`` if given)."""
-    import joblib
     path = aug_output_path(Path(features_dir), feature)
     hint = f"run: python create_features.py --feature {feature} --augment {copies}"
     if not path.exists():
         raise FileNotFoundError(f"{path}: augmented copies not found ({hint})")
-    data = joblib.load(path)
+    data = ser_files.load_trusted(path, trust=trust, hint=hint)
     if (data.get("params") != C.feature_params(feature)
             or data.get("augment", {}).get("version") != AUGMENT_VERSION):
         raise ValueError(f"{path}: made with other feature or augmentation parameters than "
@@ -555,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="process the files on the Dask cluster of this scheduler (e.g. "
                         f"tcp://10.0.0.5:8786; default ${SCHEDULER_ENV}); its workers need "
-                        "the same paths and this repository on their PYTHONPATH")
+                        "the same paths and this repository installed (make setup)")
     return p
 
 
@@ -566,9 +681,13 @@ def main(argv: list[str] | None = None) -> int:
         r = extract(args.features_dir, feature_sets=sets, jobs=args.jobs,
                     use_cache=not args.no_cache, progress=not args.quiet, out_dir=args.out,
                     scheduler=args.scheduler, augment=args.augment)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (OSError, ValueError) as e:   # OutputError, FileNotFoundError, bad input
+        print(f"error: {e}" if isinstance(e, (ValueError, ser_files.OutputError,
+                                                FileNotFoundError))
+              else f"error: {ser_files.describe_os_error(e, e.filename)}", file=sys.stderr)
         return 1
+    for line in r["bad_cache"]:
+        print(f"recomputed a damaged cache entry: {line}", file=sys.stderr)
     for line in r["skipped"]:
         print(f"skipped: {line}", file=sys.stderr)
     for line in r["aug_fallbacks"]:

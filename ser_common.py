@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -682,7 +683,8 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only on success."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix,
+    # the writer's pid in the name: clean_stale_tmp removes what a killed process left
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp" + dest.suffix,
                                dir=dest.parent)
     os.close(fd)
     umask = os.umask(0)
@@ -695,6 +697,35 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # alive, another user's
+        return True
+    return True
+
+
+def clean_stale_tmp(folder: str | os.PathLike, *, recursive: bool = False) -> int:
+    """Remove the temporary files of :func:`atomic_path` whose writer is no longer running
+    (a killed run's leftovers); returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in (folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
+        m = re.match(r"\..+\.(\d+)\.[a-z0-9_]{8}\.tmp", p.name)   # see atomic_path
+        pid = int(m.group(1)) if m else None
+        if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -751,11 +782,14 @@ def import_keras():
     return keras
 
 
-def save_model(model, path: str | os.PathLike, sidecar: dict) -> None:
+def save_model(model, path: str | os.PathLike, sidecar: dict) -> Path | None:
     """Save a Keras model as H5 plus its JSON sidecar, both written atomically.
 
-    ``sidecar`` must hold at least :data:`SIDECAR_KEYS` (``format`` is filled in).
+    ``sidecar`` must hold at least :data:`SIDECAR_KEYS` (``format`` is filled in). A model
+    already at ``path`` is kept (with its sidecar) under ``previous/`` beside it; returns that
+    copy's path, or ``None`` if nothing was replaced.
     """
+    from ser.files import keep_previous
     import warnings
     sidecar = {"format": SIDECAR_FORMAT, **sidecar}
     missing = [k for k in SIDECAR_KEYS if k not in sidecar]
@@ -767,7 +801,9 @@ def save_model(model, path: str | os.PathLike, sidecar: dict) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras 3 calls H5 "legacy"
             model.save(str(tmp))
+        kept = keep_previous(path)     # only once the new model is written
     write_json(sidecar_path(path), sidecar)
+    return kept
 
 
 SIDECAR_MAX_BYTES = 64 * 2 ** 20   # the shipped sidecars are < 100 kB
