@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import hashlib
 import io
 import os
 import pickle
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from ser.files import sha256_file
 
 # --------------------------------------------------------------------------------------------
 # Constants
@@ -331,13 +332,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # Fetching the checkpoint
 # --------------------------------------------------------------------------------------------
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = sha256_file   # hex sha256 of a file (ser/files.py)
 
 
 def fetch_checkpoint(*, url: str = URL, path: str | os.PathLike | None = None,

@@ -25,3 +25,6 @@ def shared_data() -> Path:
     if not _has_data():
         pytest.skip(f"real corpora not found at {SHARED_DATA} (set SER_DATA)")
     return SHARED_DATA
+
+
+from unprivileged import open_tmp  # noqa: E402,F401  (a fixture for every test module)

@@ -12,11 +12,8 @@ import io
 import json
 import os
 import shutil
-import pwd
 import socket
 import stat
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +29,7 @@ import soundfile as sf
 
 import download_data as dd
 from download_data import TESS_DOI, ZENODO_RECORD, classify, main
+from unprivileged import run_unprivileged
 
 SPEECH_ZIP = "Audio_Speech_Actors_01-24.zip"
 SONG_ZIP = "Audio_Song_Actors_01-24.zip"
@@ -965,57 +963,7 @@ def test_from_folder_where_nothing_can_be_done(dirs, tmp_path, capsys):
 
 
 # ---- unreadable folders and files: as an unprivileged user ---------------------------------
-def _as_nobody() -> None:
-    pw = pwd.getpwnam("nobody")
-    os.setgroups([])
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
-
-
-def run_unprivileged(*args: str) -> subprocess.CompletedProcess:
-    """``python *args`` in the repository, as user nobody when we are root (root reads any
-    folder whatever its mode): through ``setpriv`` where there is one, else ``os.setuid``."""
-    cmd, preexec = [sys.executable, *args], None
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam("nobody")
-        if shutil.which("setpriv"):
-            cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
-                   "--clear-groups", *cmd]
-        else:
-            preexec = _as_nobody
-    env = {**os.environ, "HOME": tempfile.gettempdir()}
-    env.pop(dd.ENV_BASE_URL, None)
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=preexec,
-                          env=env, timeout=300)
-
-
-@pytest.fixture
-def open_tmp():
-    """A folder user nobody can use (pytest's tmp_path is private to root); the test makes
-    some entries unreadable. Skips where permissions cannot be tested."""
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("nobody")
-        except KeyError:
-            pytest.skip("no user nobody to drop root's privileges to")
-    d = Path(tempfile.mkdtemp(prefix="test_download-perm-"))
-    os.chmod(d, 0o777)
-    probe = d / "probe"
-    probe.mkdir(mode=0o000)
-    try:
-        r = run_unprivileged("-c", f"import os, download_data; os.listdir({str(probe)!r})")
-    except OSError as e:
-        r = subprocess.CompletedProcess([], 1, "", str(e))
-    probe.rmdir()
-    if "PermissionError" not in r.stderr:
-        shutil.rmtree(d)
-        pytest.skip(f"cannot run the script without root's privileges here "
-                    f"({(r.stderr.strip().splitlines() or ['it could read the folder'])[-1]})")
-    yield d
-    for p in [d, *d.rglob("*")]:
-        if not p.is_symlink():
-            os.chmod(p, 0o777)
-    shutil.rmtree(d)
+UNSET = (dd.ENV_BASE_URL,)   # the child must not use a mirror
 
 
 def test_unreadable_folders_and_files_are_named_counted_and_fatal_when_strict(open_tmp):
@@ -1033,13 +981,13 @@ def test_unreadable_folders_and_files_are_named_counted_and_fatal_when_strict(op
     args = ["download_data.py", "--from", str(src), "--features-dir", str(out / "features"),
             "--tess-dir", str(out / "tess"), "--no-progress"]
 
-    r = run_unprivileged(*args)                                 # strict: fatal
+    r = run_unprivileged(*args, unset=UNSET)                                 # strict: fatal
     assert r.returncode == 1, r.stdout + r.stderr
     line = one_error_line(r.stderr)
     assert str(src / "Actor_02") in line and "permission denied" in line.lower()
     assert audio_files(out / "features") == []
 
-    r = run_unprivileged(*args, "--allow-incomplete")          # skipped, named, counted
+    r = run_unprivileged(*args, "--allow-incomplete", unset=UNSET)          # skipped, named, counted
     assert r.returncode == 0, r.stderr
     assert str(src / "Actor_02") in r.stderr and "permission denied" in r.stderr.lower()
     assert "ravdess_speech: 60 placed" in r.stdout and "1 unreadable folder" in r.stdout
@@ -1047,13 +995,13 @@ def test_unreadable_folders_and_files_are_named_counted_and_fatal_when_strict(op
     shutil.rmtree(out / "features")
     locked = src / "Actor_01" / speech_names(1)[0]
     os.chmod(locked, 0o000)
-    r = run_unprivileged(*args, "--allow-incomplete")
+    r = run_unprivileged(*args, "--allow-incomplete", unset=UNSET)
     assert r.returncode == 0, r.stderr
     assert f"{locked}: permission denied" in r.stderr
     assert "System error" not in r.stderr
     assert "ravdess_speech: 59 placed" in r.stdout and "1 unreadable file" in r.stdout
     os.chmod(src / "Actor_02", 0o755)                           # only the file is left
-    r = run_unprivileged(*args)
+    r = run_unprivileged(*args, unset=UNSET)
     assert r.returncode == 1
     line = one_error_line(r.stderr)
     assert f"{locked}: permission denied" in line

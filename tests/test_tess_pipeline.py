@@ -1,19 +1,14 @@
 import collections
 import os
-import pwd
-import shutil
 import stat
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 import ser_common as C
 import tess_pipeline
+from unprivileged import run_unprivileged
 from conftest import needs_data
 
 
@@ -155,58 +150,6 @@ def test_symlink_leaving_the_source_is_not_followed(tmp_path, capsys):
     (placed,) = C.list_audio_files(out)
     assert placed.read_bytes() == private.read_bytes()
     assert stat.S_IMODE(placed.stat().st_mode) == 0o600         # not wider than its source
-
-
-def _as_nobody() -> None:
-    pw = pwd.getpwnam("nobody")
-    os.setgroups([])
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
-
-
-def run_unprivileged(*args: str) -> subprocess.CompletedProcess:
-    """``python *args`` in the repository, as user nobody when we are root (root reads any
-    folder whatever its mode): through ``setpriv`` where there is one, else ``os.setuid``."""
-    cmd, preexec = [sys.executable, *args], None
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam("nobody")
-        if shutil.which("setpriv"):
-            cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
-                   "--clear-groups", *cmd]
-        else:
-            preexec = _as_nobody
-    env = {**os.environ, "HOME": tempfile.gettempdir()}
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=preexec,
-                          env=env, timeout=300)
-
-
-@pytest.fixture
-def open_tmp():
-    """A folder user nobody can use (pytest's tmp_path is private to root). Skips where
-    permissions cannot be tested."""
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("nobody")
-        except KeyError:
-            pytest.skip("no user nobody to drop root's privileges to")
-    d = Path(tempfile.mkdtemp(prefix="test_tess_pipeline-perm-"))
-    os.chmod(d, 0o777)
-    probe = d / "probe"
-    probe.mkdir(mode=0o000)
-    try:
-        r = run_unprivileged("-c", f"import os, tess_pipeline; os.listdir({str(probe)!r})")
-    except OSError as e:
-        r = subprocess.CompletedProcess([], 1, "", str(e))
-    probe.rmdir()
-    if "PermissionError" not in r.stderr:
-        shutil.rmtree(d)
-        pytest.skip(f"cannot run the script without root's privileges here "
-                    f"({(r.stderr.strip().splitlines() or ['it could read the folder'])[-1]})")
-    yield d
-    for p in [d, *d.rglob("*")]:
-        if not p.is_symlink():
-            os.chmod(p, 0o777)
-    shutil.rmtree(d)
 
 
 def test_unreadable_folder_and_file_are_named_and_counted(open_tmp):
