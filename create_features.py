@@ -666,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "features_<set>_aug.joblib (speed perturbation and a random "
                         "microphone/room channel per speaker and copy, audiomentations); "
                         "neural_network.py --augment adds them to training folds only")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="process the files on the Dask cluster of this scheduler (e.g. "
                         f"tcp://10.0.0.5:8786; default ${SCHEDULER_ENV}); its workers need "
@@ -679,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = list(C.FEATURE_SETS) if args.feature == "all" else [args.feature]
     try:
         r = extract(args.features_dir, feature_sets=sets, jobs=args.jobs,
-                    use_cache=not args.no_cache, progress=not args.quiet, out_dir=args.out,
+                    use_cache=not args.no_cache, progress=not args.quiet and sys.stderr.isatty(), out_dir=args.out,
                     scheduler=args.scheduler, augment=args.augment)
     except (OSError, ValueError) as e:   # OutputError, FileNotFoundError, bad input
         print(f"error: {e}" if isinstance(e, (ValueError, ser_files.OutputError,

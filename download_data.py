@@ -1582,13 +1582,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete each downloaded zip once its files are in place (default: keep "
                         "it in the cache folder so the files can be restored without "
                         "downloading)")
-    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars (shown only on a terminal)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = not args.no_progress
+    progress = not args.no_progress and sys.stderr.isatty()   # a bar on a terminal only
     try:
         if args.src is not None:
             summary = import_local(args.src, features_dir=args.features_dir,

@@ -880,7 +880,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the features_<set>.joblib files")
     p.add_argument("--media-dir", type=Path, default=C.MEDIA_DIR,
                    help="where plots and result tables go")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (there are none anyway when stderr is not a terminal)")
     from create_features import SCHEDULER_ENV, scheduler_default
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="run the trainings of the comparison (folds x models) on the Dask "
@@ -967,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
             records, outs = run(models=models, protocol=args.protocol, subset=args.subset,
                                 feature=args.feature, cfg=cfg, features_dir=args.features_dir,
                                 media_dir=args.media_dir, k=args.folds,
-                                train_corpus=direction, progress=not args.quiet,
+                                train_corpus=direction, progress=not args.quiet and sys.stderr.isatty(),
                                 scheduler=args.scheduler)
         if save_to and args.protocol in ("original", "random") and len(models) == 1:
             o = outs[models[0]]

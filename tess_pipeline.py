@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder that receives Actor_25 (YAF) and Actor_26 (OAF)")
     p.add_argument("--manifest", type=Path, default=None,
                    help="manifest CSV (default: OUT/tess_manifest.csv)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none anyway when stderr is not a terminal)")
     return p
 
 
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
     try:
-        r = run(args.source, args.out, manifest=args.manifest, progress=not args.quiet)
+        r = run(args.source, args.out, manifest=args.manifest, progress=not args.quiet and sys.stderr.isatty())
     except (TessError, FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -285,3 +285,12 @@ def test_unreadable_actor_folders_and_files_are_named(tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.startswith(f"skipped: {locked}")]
     assert len(lines) == 1 and "permission denied" in lines[0] and "System error" not in lines[0]
     assert "2 rows, 2 skipped" in r.stdout
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path):
+    """A log file gets the summary, not a thousand progress updates."""
+    feats = corpus(tmp_path / "features", n=3)
+    p = _cli(["create_features.py", "--features-dir", str(feats), "--jobs", "1"])
+    assert p.returncode == 0, p.stderr
+    assert "\r" not in p.stderr and "file/s]" not in p.stderr
+    assert "create_features: 3 files, 3 rows" in p.stdout
