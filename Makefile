@@ -52,8 +52,13 @@ train: setup
 plot: setup
 	$(PY) plot_model.py
 
+# a demo: the recommended model on one clip (strong intensity where there is one) of each of
+# four emotions (the third field of a RAVDESS name: 01 neutral, 03 happy, 04 sad, 05 angry)
+DEMO := $(foreach e,01 03 04 05,$(firstword $(wildcard features/Actor_01/03-01-$(e)-02-01-01-01.*) \
+          $(wildcard features/Actor_01/03-01-$(e)-01-01-01-01.*)))
 predict: setup
-	$(PY) live_predictions.py $$(ls features/Actor_01/*.* | head -n 4)
+	@echo "true labels: neutral, happy, sad, angry"
+	$(PY) live_predictions.py --model models/emotion_mlp_stats.h5 $(DEMO)
 
 test: setup
 	$(PY) -m pytest -q -rs tests
