@@ -9,7 +9,7 @@ set trims it: 30 dB) and summarised by their max, mean and std over time (cached
 ``stats`` vector, as in the ``stats_byols`` set, and one MLP (the shipped recipe's member, no
 augmented copies) is trained on each fold of the ``speaker`` protocol with early stopping on
 the fold's two validation actors. The figure is the UAR **on those validation actors**, mean
-and std over the 5 folds; the folds' test actors are never looked at, so the choice made from
+and std over the 5 folds (of each seed); the folds' test actors are never looked at, so the choice made from
 this table leaves the test figures of the README untouched.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,37 +70,65 @@ def pooled(S: np.ndarray, method: str, trimmed: bool) -> np.ndarray:
     return np.concatenate([mean, std], axis=1)
 
 
+def _mlp(widths: tuple[int, ...]):
+    """neural_network.py's mlp with other hidden layers (its dropouts: 0.2 in, 0.4 after each)."""
+    def build(input_shape, n_classes=C.N_CLASSES):
+        import keras
+        L = keras.layers
+        layers = [keras.Input(input_shape), L.Flatten(), L.Dropout(0.2)]
+        for u in widths:
+            layers += [L.Dense(u, activation="relu"), L.Dropout(0.4)]
+        return keras.Sequential(layers + [L.Dense(n_classes, activation="softmax")],
+                                name="mlp_" + "_".join(map(str, widths)))
+    return build
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--norms", default="global,speaker")
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seeds", default="42",
+                    help="comma-separated; each seed draws other validation actors and other "
+                         "initialisations (the figure is over all folds of all seeds)")
     ap.add_argument("--alone", action="store_true", help="also the encoder's vector alone")
+    ap.add_argument("--no-trimmed", action="store_true", help="only the whole utterance")
+    ap.add_argument("--poolings", default=",".join(POOLINGS), help="comma-separated")
+    ap.add_argument("--widths", default="256-128",
+                    help="hidden layers of the MLPs to compare, e.g. 256-128,512-256 "
+                         "(256-128 is neural_network.py's mlp; the dropouts are its own)")
     args = ap.parse_args(argv)
     C.quiet_tensorflow()
     import neural_network as NN
     stats = NN.load_dataset("stats", "speech+song+tess", features_dir=args.features_dir)
     S = summaries(stats.meta["path"], args.features_dir, args.jobs)
-    folds = NN.split_speaker(stats, args.seed)
-    print(f"speaker protocol, {len(folds)} folds, UAR on each fold's validation actors "
-          f"{[f.info['val_actors'] for f in folds]} (test actors unused); one MLP, no copies")
-    variants = [(m, t, False) for t in (False, True) for m in POOLINGS]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    folds = [(seed, f) for seed in seeds for f in NN.split_speaker(stats, seed)]
+    print(f"speaker protocol, seeds {seeds}, {len(folds)} folds, UAR on each fold's validation "
+          f"actors {[f.info['val_actors'] for _, f in folds]} (test actors unused); one MLP, "
+          f"no copies")
+    poolings = [p for p in args.poolings.split(",") if p]
+    variants = [(m, t, False) for t in ((False,) if args.no_trimmed else (False, True))
+                for m in poolings]
     if args.alone:
-        variants += [(m, False, True) for m in POOLINGS]
+        variants += [(m, False, True) for m in poolings]
+    widths = [tuple(int(u) for u in w.split("-")) for w in args.widths.split(",")]
+    for w in widths:
+        NN.MODELS[f"mlp_{w}"] = _mlp(w)
     for norm in [n.strip() for n in args.norms.split(",")]:
-        for method, trimmed, alone in variants:
+        for (method, trimmed, alone), w in [(v, w) for v in variants for w in widths]:
             B = pooled(S, method, trimmed)
             X = B if alone else np.concatenate([stats.X, B], axis=1)
             ds = NN.Dataset(X.astype(np.float32), stats.y, stats.meta, "scratch", {})
-            cfg = NN.TrainConfig(batch_size=64, norm=norm, seed=args.seed)
+            cfg = NN.TrainConfig(batch_size=64, norm=norm)
             ds, cfg, _ = NN._adapt(ds, cfg)
             uars, t0 = [], time.perf_counter()
-            for f in folds:
-                model, hist, nrm, _ = NN.train_one("mlp", ds, f, cfg)
+            for seed, f in folds:
+                model, hist, nrm, _ = NN.train_one(f"mlp_{w}", ds, f, replace(cfg, seed=seed))
                 p = NN.predict_proba(model, ds.X[f.val], nrm).argmax(axis=1)
                 uars.append(NN.metrics(ds.y[f.val], p)["uar"])
-            what = f"{'byols' if alone else 'stats+byols'} {method}{' trimmed' if trimmed else ''}"
+            what = (f"{'byols' if alone else 'stats+byols'} {method}"
+                    f"{' trimmed' if trimmed else ''}" + (f" mlp {w}" if len(widths) > 1 else ""))
             print(f"{norm:8s} {what:34s} {X.shape[1]:5d} values  validation UAR "
                   f"{np.mean(uars):.3f} ± {np.std(uars):.3f}  ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
