@@ -1,7 +1,6 @@
 import dataclasses
 import json
 
-import joblib
 import numpy as np
 import pytest
 
