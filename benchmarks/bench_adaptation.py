@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ser_common as C  # noqa: E402
-import neural_network as NN  # noqa: E402
+import ser.adaptation  # noqa: E402
+import ser.models  # noqa: E402
+import ser.paths  # noqa: E402
+import ser.protocols  # noqa: E402
+import ser.training  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -28,27 +31,27 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="0,5,10,25,50,all",
                     help="enrolment sizes to try (0 = population statistics)")
     ap.add_argument("--draws", type=int, default=3, help="random enrolment draws per speaker")
-    ap.add_argument("--model", default="mlp", choices=list(NN.MODELS),
+    ap.add_argument("--model", default="mlp", choices=list(ser.models.MODELS),
                     help="model trained per fold (default mlp: one member of the shipped "
                          "ensemble)")
     ap.add_argument("--augment", type=int, default=4,
                     help="augmented copies added to training rows (default 4, as shipped; "
                          "create_features.py --feature stats --augment N makes them)")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR)
+    ap.add_argument("--features-dir", type=Path, default=ser.paths.FEATURES_DIR)
     args = ap.parse_args(argv)
     from sklearn.metrics import balanced_accuracy_score
-    raw = NN.load_dataset("stats", args.subset, features_dir=args.features_dir,
+    raw = ser.protocols.load_dataset("stats", args.subset, features_dir=args.features_dir,
                           augment=args.augment)
     ds = raw.speaker_normalized()
-    folds = NN.split_speaker(ds, args.seed)
-    cfg = NN.TrainConfig(batch_size=64, norm="none", seed=args.seed)
+    folds = ser.protocols.split_speaker(ds, args.seed)
+    cfg = ser.training.TrainConfig(batch_size=64, norm="none", seed=args.seed)
     sizes = [s for s in args.sizes.split(",")]
     rng = np.random.default_rng(args.seed)
     scores = {s: [] for s in sizes}
     for f in folds:
-        model, *_ = NN.train_one(args.model, ds, f, cfg)
-        prior = NN.fit_normalization(raw.X[np.concatenate([f.train, f.val])], "global")
+        model, *_ = ser.training.train_one(args.model, ds, f, cfg)
+        prior = ser.training.fit_normalization(raw.X[np.concatenate([f.train, f.val])], "global")
         for s in sizes:
             preds, truth = [], []
             for actor in np.unique(raw.meta["actor"][f.test]):
@@ -57,10 +60,10 @@ def main(argv=None) -> int:
                     if s == "0":
                         st = prior
                     elif s == "all":
-                        st = C.speaker_stats(raw.X[idx])
+                        st = ser.adaptation.speaker_stats(raw.X[idx])
                     else:
                         pick = rng.choice(idx, size=min(int(s), len(idx)), replace=False)
-                        st = C.speaker_stats(raw.X[pick], prior)
+                        st = ser.adaptation.speaker_stats(raw.X[pick], prior)
                     Xn = (raw.X[idx] - np.asarray(st["mean"], np.float32)) / \
                         np.asarray(st["std"], np.float32)
                     p = np.asarray(model.predict(Xn.reshape(len(idx), -1, 1), verbose=0))

@@ -2,7 +2,7 @@
 """How much a cross-corpus figure owes to the random draw of the augmented copies.
 
 Each augmented copy of an actor is one "virtual speaker" with one random channel (speed factor,
-EQ, filter, noise, gain: create_features.augment). Copies 1-4 and copies 5-8 are two independent
+EQ, filter, noise, gain: ser.augment.augment). Copies 1-4 and copies 5-8 are two independent
 draws of the same recipe. This trains the shipped recipe (an ensemble of MLPs on pooled
 statistics with 4 copies) once per draw on the corpus protocol (RAVDESS actors 01-20 -> all of
 TESS) and prints the restricted and 8-way UAR per draw, then their mean and spread. Model seeds
@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ser_common as C  # noqa: E402
-import neural_network as NN  # noqa: E402
+import ser.augment  # noqa: E402
+import ser.console  # noqa: E402
+import ser.paths  # noqa: E402
+import ser.protocols  # noqa: E402
+import ser.training  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -35,30 +38,30 @@ def main(argv=None) -> int:
     ap.add_argument("--train-corpus", default="ravdess", choices=["ravdess", "tess"],
                     help="corpus protocol direction (default ravdess -> tess)")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR)
+    ap.add_argument("--features-dir", type=Path, default=ser.paths.FEATURES_DIR)
     args = ap.parse_args(argv)
-    C.quiet_tensorflow()
+    ser.console.quiet_tensorflow()
     norms = [n.strip() for n in args.norms.split(",") if n.strip()]
     bad = [n for n in norms if n not in ("global", "speaker")]
     if bad or args.copies < 1 or args.draws < 1:
         ap.error(f"--norms takes global and/or speaker (got {bad}); --copies and --draws >= 1")
     try:
-        full = NN.load_dataset("stats", "speech+song+tess", features_dir=args.features_dir,
+        full = ser.protocols.load_dataset("stats", "speech+song+tess", features_dir=args.features_dir,
                                augment=args.copies * args.draws)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    folds = NN.split_corpus(full, args.seed, args.train_corpus)
+    folds = ser.protocols.split_corpus(full, args.seed, args.train_corpus)
     scores = {n: [] for n in norms}
     print(f"corpus protocol {folds[0].name}, {args.ensemble} MLPs, stats, {args.copies} copies "
           f"per draw, seed {args.seed}")
     for d in range(args.draws):
         block = full.aug[d * args.copies:(d + 1) * args.copies]
-        ds = NN.Dataset(full.X, full.y, full.meta, full.feature, full.params, block)
+        ds = ser.protocols.Dataset(full.X, full.y, full.meta, full.feature, full.params, block)
         for norm in norms:
-            cfg = NN.TrainConfig(batch_size=64, norm=norm, seed=args.seed,
+            cfg = ser.training.TrainConfig(batch_size=64, norm=norm, seed=args.seed,
                                  augment=args.copies, ensemble=args.ensemble)
-            rec = NN.evaluate_model("mlp", ds, folds, cfg, protocol="corpus",
+            rec = ser.training.evaluate_model("mlp", ds, folds, cfg, protocol="corpus",
                                     subset="speech+song+tess", progress=False)["record"]
             scores[norm].append((rec["uar_restricted"], rec["uar_8way"]))
             print(f"  copies {d * args.copies + 1:2d}-{(d + 1) * args.copies:<2d}  {norm:8s} "

@@ -23,9 +23,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ser_common as C  # noqa: E402
+import ser.audio  # noqa: E402
+import ser.console  # noqa: E402
+import ser.corpora  # noqa: E402
+import ser.features  # noqa: E402
+import ser.models  # noqa: E402
+import ser.paths  # noqa: E402
+import ser.protocols  # noqa: E402
+import ser.training  # noqa: E402
 
-SCRATCH = C.FEATURES_DIR / ".cache" / "byols-pooling-scratch.npz"
+SCRATCH = ser.paths.FEATURES_DIR / ".cache" / "byols-pooling-scratch.npz"
 POOLINGS = ("maxmean", "maxmean_std", "mean_std")
 
 
@@ -34,12 +41,12 @@ def _summaries(path: str) -> np.ndarray:
     from ser import byols, encoder
     from ser import numba_cache
     librosa = numba_cache.librosa()
-    y = C.load_audio(path)
+    y = ser.audio.load_audio(path)
     out = []
-    yt, _ = librosa.effects.trim(y, top_db=C.TRIM_TOP_DB, frame_length=C.N_FFT,
-                                 hop_length=C.HOP_LENGTH)
-    for sig in (y, yt if len(yt) >= C.MIN_SAMPLES else y):
-        s16 = C.resample(sig, C.SAMPLE_RATE, sr=byols.SAMPLE_RATE)
+    yt, _ = librosa.effects.trim(y, top_db=ser.features.TRIM_TOP_DB, frame_length=ser.audio.N_FFT,
+                                 hop_length=ser.audio.HOP_LENGTH)
+    for sig in (y, yt if len(yt) >= ser.audio.MIN_SAMPLES else y):
+        s16 = ser.audio.resample(sig, ser.audio.SAMPLE_RATE, sr=byols.SAMPLE_RATE)
         f = encoder.load_encoder().frames(byols.normalise(byols.log_mel(s16)))
         out.append(np.stack([f.max(axis=0), f.mean(axis=0), f.std(axis=0)]))
     return np.stack(out).astype(np.float32)
@@ -72,7 +79,7 @@ def pooled(S: np.ndarray, method: str, trimmed: bool) -> np.ndarray:
 
 def _mlp(widths: tuple[int, ...]):
     """neural_network.py's mlp with other hidden layers (its dropouts: 0.2 in, 0.4 after each)."""
-    def build(input_shape, n_classes=C.N_CLASSES):
+    def build(input_shape, n_classes=ser.corpora.N_CLASSES):
         import keras
         L = keras.layers
         layers = [keras.Input(input_shape), L.Flatten(), L.Dropout(0.2)]
@@ -85,7 +92,7 @@ def _mlp(widths: tuple[int, ...]):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR)
+    ap.add_argument("--features-dir", type=Path, default=ser.paths.FEATURES_DIR)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--norms", default="global,speaker")
     ap.add_argument("--seeds", default="42",
@@ -98,12 +105,12 @@ def main(argv=None) -> int:
                     help="hidden layers of the MLPs to compare, e.g. 256-128,512-256 "
                          "(256-128 is neural_network.py's mlp; the dropouts are its own)")
     args = ap.parse_args(argv)
-    C.quiet_tensorflow()
-    import neural_network as NN
-    stats = NN.load_dataset("stats", "speech+song+tess", features_dir=args.features_dir)
+    ser.console.quiet_tensorflow()
+    import ser.training
+    stats = ser.protocols.load_dataset("stats", "speech+song+tess", features_dir=args.features_dir)
     S = summaries(stats.meta["path"], args.features_dir, args.jobs)
     seeds = [int(x) for x in args.seeds.split(",")]
-    folds = [(seed, f) for seed in seeds for f in NN.split_speaker(stats, seed)]
+    folds = [(seed, f) for seed in seeds for f in ser.protocols.split_speaker(stats, seed)]
     print(f"speaker protocol, seeds {seeds}, {len(folds)} folds, UAR on each fold's validation "
           f"actors {[f.info['val_actors'] for _, f in folds]} (test actors unused); one MLP, "
           f"no copies")
@@ -114,19 +121,19 @@ def main(argv=None) -> int:
         variants += [(m, False, True) for m in poolings]
     widths = [tuple(int(u) for u in w.split("-")) for w in args.widths.split(",")]
     for w in widths:
-        NN.MODELS[f"mlp_{w}"] = _mlp(w)
+        ser.models.MODELS[f"mlp_{w}"] = _mlp(w)
     for norm in [n.strip() for n in args.norms.split(",")]:
         for (method, trimmed, alone), w in [(v, w) for v in variants for w in widths]:
             B = pooled(S, method, trimmed)
             X = B if alone else np.concatenate([stats.X, B], axis=1)
-            ds = NN.Dataset(X.astype(np.float32), stats.y, stats.meta, "scratch", {})
-            cfg = NN.TrainConfig(batch_size=64, norm=norm)
-            ds, cfg, _ = NN._adapt(ds, cfg)
+            ds = ser.protocols.Dataset(X.astype(np.float32), stats.y, stats.meta, "scratch", {})
+            cfg = ser.training.TrainConfig(batch_size=64, norm=norm)
+            ds, cfg, _ = ser.training._adapt(ds, cfg)
             uars, t0 = [], time.perf_counter()
             for seed, f in folds:
-                model, hist, nrm, _ = NN.train_one(f"mlp_{w}", ds, f, replace(cfg, seed=seed))
-                p = NN.predict_proba(model, ds.X[f.val], nrm).argmax(axis=1)
-                uars.append(NN.metrics(ds.y[f.val], p)["uar"])
+                model, hist, nrm, _ = ser.training.train_one(f"mlp_{w}", ds, f, replace(cfg, seed=seed))
+                p = ser.training.predict_proba(model, ds.X[f.val], nrm).argmax(axis=1)
+                uars.append(ser.training.metrics(ds.y[f.val], p)["uar"])
             what = (f"{'byols' if alone else 'stats+byols'} {method}"
                     f"{' trimmed' if trimmed else ''}" + (f" mlp {w}" if len(widths) > 1 else ""))
             print(f"{norm:8s} {what:34s} {X.shape[1]:5d} values  validation UAR "

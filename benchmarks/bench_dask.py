@@ -5,8 +5,8 @@ On the same audio files (``--limit`` RAVDESS speech and song FLACs from the shar
 evenly spaced over actors and names, copied into ``Actor_XX/`` folders under ``--tmp``), in one
 process, with the per-file cache off (every file is computed every time):
 
-- ``local``    ``create_features.extract(jobs=W)``: joblib's loky workers on this machine;
-- ``cluster``  ``create_features.extract(scheduler=...)`` on a ``dask scheduler`` + W
+- ``local``    ``ser.extract.extract(jobs=W)``: joblib's loky workers on this machine;
+- ``cluster``  ``ser.extract.extract(scheduler=...)`` on a ``dask scheduler`` + W
                ``dask worker --nthreads 1`` processes on 127.0.0.1 (tests/dask_cluster.py);
 - ``no-op``    joblib-on-Dask tasks of one call each (a path string) that do no work
                (``os.path.getsize``): what the cluster machinery alone costs per task (client,
@@ -73,7 +73,7 @@ def noop_run(paths: list[str]) -> None:
 
 def connect(address: str, root: Path) -> None:
     """What every cluster run does before its first task: connect, check code and paths."""
-    from create_features import dask_backend
+    from ser.cluster import dask_backend
     with dask_backend(address, see=root):
         pass
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 1
-    import create_features as CF
+    import ser.features
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dask_", dir=args.tmp))
     try:
@@ -118,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         paths = [str(root / f.parent.name / f.name) for f in files]
         out = tmp / "out"
         out.mkdir()
-        sets = [args.feature] if args.feature != "all" else list(CF.C.FEATURE_SETS)
+        sets = [args.feature] if args.feature != "all" else list(ser.features.FEATURE_SETS)
         print(f"{n} files, feature {args.feature}, W = {args.workers}, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
 
         def extract(**kw):
-            r = CF.extract(root, feature_sets=sets, use_cache=False, progress=False,
+            r = ser.extract.extract(root, feature_sets=sets, use_cache=False, progress=False,
                            out_dir=out, **kw)
             assert r["files"] == n and not r["skipped"], r["skipped"]
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(cluster start {up:.1f} s)", flush=True)
             fixed = timed(lambda: connect(c.address, root), args.repeat)
             print(f"connect and checks: {', '.join(f'{t:.2f} s' for t in fixed)}", flush=True)
-            with CF.dask_backend(c.address):
+            with ser.cluster.dask_backend(c.address):
                 noop = timed(lambda: noop_run(paths), args.repeat)
             print(f"no-op:   {', '.join(f'{t:.2f} s' for t in noop)}", flush=True)
     finally:

@@ -41,8 +41,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import live_predictions as lp  # noqa: E402
-import ser_common as sc  # noqa: E402
+import ser.audio  # noqa: E402
+import ser.checkpoint  # noqa: E402
+import ser.console  # noqa: E402
+import ser.corpora  # noqa: E402
+import ser.features  # noqa: E402
+import ser.paths  # noqa: E402
+import ser.predict  # noqa: E402
+import ser.stream  # noqa: E402
 
 DATA = Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))
 
@@ -57,7 +63,7 @@ def pick_files(data: Path, n_ravdess: int = 20, n_tess: int = 20) -> list[Path]:
 
 def original_cnn(path: Path) -> Path:
     """The original project's CNN (untrained weights): realistic inference cost."""
-    keras = lp.import_keras()
+    keras = ser.console.import_keras()
     L = keras.layers
     m = keras.Sequential([
         keras.Input((40, 1)),
@@ -65,11 +71,11 @@ def original_cnn(path: Path) -> Path:
         L.MaxPooling1D(pool_size=8),
         L.Conv1D(128, 5, padding="same", activation="relu"), L.Dropout(0.1),
         L.Flatten(), L.Dense(8, activation="softmax")])
-    meta = {"labels": list(sc.EMOTIONS), "feature": "mfcc",
-            "feature_params": sc.feature_params("mfcc"), "input_shape": [40, 1],
+    meta = {"labels": list(ser.corpora.EMOTIONS), "feature": "mfcc",
+            "feature_params": ser.features.feature_params("mfcc"), "input_shape": [40, 1],
             "normalization": None, "adaptation": "none", "model": "original-cnn-untrained"}
-    with lp._stderr_silenced():
-        sc.save_model(m, path, meta)
+    with ser.console.stderr_silenced():
+        ser.checkpoint.save_model(m, path, meta)
     return path
 
 
@@ -86,8 +92,8 @@ def ms(x: float) -> str:
 def bench_files(model_path: Path, files: list[Path], rounds: int, res_type: str) -> dict:
     """Per-file seconds of each path: {name: (per-file median of rounds, per-file best)}."""
     import librosa
-    keras = lp.import_keras()
-    with lp._stderr_silenced():
+    keras = ser.console.import_keras()
+    with ser.console.stderr_silenced():
         orig_model = keras.models.load_model(str(model_path), compile=False)
 
     def original(f):
@@ -96,12 +102,12 @@ def bench_files(model_path: Path, files: list[Path], rounds: int, res_type: str)
         x = np.expand_dims(np.expand_dims(mfccs, axis=1), axis=0)
         return orig_model.predict(x, verbose=0)
 
-    pred = lp.Predictor(model_path)
+    pred = ser.predict.Predictor(model_path)
     paths = {"original": original, f"Predictor ({pred.backend})": pred.predict_file}
-    if sc.read_sidecar(model_path)["feature"] != "mfcc":   # the original path needs 40 MFCCs
+    if ser.checkpoint.read_sidecar(model_path)["feature"] != "mfcc":   # the original path needs 40 MFCCs
         del paths["original"]
     if pred.backend != "tf.function":
-        paths["Predictor (tf.function)"] = lp.Predictor(model_path, backend="tf").predict_file
+        paths["Predictor (tf.function)"] = ser.predict.Predictor(model_path, backend="tf").predict_file
     for fn in paths.values():                         # warm every path (JIT, tracing)
         for f in files[:3]:
             fn(f)
@@ -118,10 +124,10 @@ def bench_files(model_path: Path, files: list[Path], rounds: int, res_type: str)
     return {"paths": out, "predictor": pred}
 
 
-def bench_windows(pred: lp.Predictor, files: list[Path], n: int) -> dict:
-    sr = sc.SAMPLE_RATE
-    audio = np.concatenate([sc.load_audio(f) for f in files[:20]])
-    proc = lp.StreamProcessor(pred, window=3.0, hop=0.5, gate_db=-200.0)   # judge every window
+def bench_windows(pred: ser.predict.Predictor, files: list[Path], n: int) -> dict:
+    sr = ser.audio.SAMPLE_RATE
+    audio = np.concatenate([ser.audio.load_audio(f) for f in files[:20]])
+    proc = ser.stream.StreamProcessor(pred, window=3.0, hop=0.5, gate_db=-200.0)   # judge every window
     hop, win = proc.n_hop, proc.n_window
     starts = [(i * hop) % (audio.size - win) for i in range(n)]
     for s in starts[:5]:
@@ -140,7 +146,7 @@ def bench_windows(pred: lp.Predictor, files: list[Path], n: int) -> dict:
     return {"total": total, "features": feat, "inference": infer, "seconds": win / sr}
 
 
-def bench_inference(pred: lp.Predictor, n: int) -> dict:
+def bench_inference(pred: ser.predict.Predictor, n: int) -> dict:
     import tensorflow as tf
     x = np.random.default_rng(0).standard_normal((1, *pred.input_shape)).astype(np.float32)
     out = {}
@@ -152,7 +158,7 @@ def bench_inference(pred: lp.Predictor, n: int) -> dict:
     out["predict_on_batch"] = rep(lambda: pred.model.predict_on_batch(x), n)
     out[f"Predictor ({pred.backend})"] = rep(lambda: pred._infer(x), n)
     try:                      # TFLite, for comparison only (tf.lite.Interpreter is deprecated)
-        with lp._stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
+        with ser.console.stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
             t0 = time.perf_counter()
             conv = tf.lite.TFLiteConverter.from_keras_model(pred.model)
             blob = conv.convert()
@@ -222,10 +228,10 @@ def report(title: str, model_path: Path, files: list[Path], args, res_type: str)
     print("  target: >= 15x" if orig_med else
           "  (no original path: the original project had only the 40-MFCC model)")
     pred = r["predictor"]
-    target = 0.005 if sc.read_sidecar(model_path)["feature"] == "mfcc" else 0.010
+    target = 0.005 if ser.checkpoint.read_sidecar(model_path)["feature"] == "mfcc" else 0.010
     w = bench_windows(pred, files, args.windows)
     wt = statistics.median(w["total"])
-    print(f"per streaming window ({w['seconds']:.1f} s at {sc.SAMPLE_RATE} Hz, {args.windows} "
+    print(f"per streaming window ({w['seconds']:.1f} s at {ser.audio.SAMPLE_RATE} Hz, {args.windows} "
           f"windows): median {ms(wt)}  p95 {ms(float(np.percentile(w['total'], 95)))}  "
           f"best {ms(min(w['total']))}   (target <= {target * 1000:.0f} ms: "
           f"{'met' if wt <= target else 'NOT met'})")
@@ -267,11 +273,11 @@ def main(argv=None) -> int:
     models = []
     if args.model:
         models.append(("given model", args.model))
-    elif sc.DEFAULT_MODEL.exists():
-        models.append(("shipped model", sc.DEFAULT_MODEL))
+    elif ser.paths.DEFAULT_MODEL.exists():
+        models.append(("shipped model", ser.paths.DEFAULT_MODEL))
     else:
         from tiny_model import build_tiny_model
-        with lp._stderr_silenced():
+        with ser.console.stderr_silenced():
             models.append(("tiny test model (no shipped model yet)",
                            build_tiny_model(tmp, DATA)))
     if args.original_cnn:

@@ -20,26 +20,29 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ser_common as C  # noqa: E402
-import neural_network as NN  # noqa: E402
+import ser.console  # noqa: E402
+import ser.features  # noqa: E402
+import ser.paths  # noqa: E402
+import ser.protocols  # noqa: E402
+import ser.training  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--feature", default="stats_byols", choices=C.FEATURE_SETS)
+    ap.add_argument("--feature", default="stats_byols", choices=ser.features.FEATURE_SETS)
     ap.add_argument("--protocol", default="corpus", choices=["corpus", "speaker"])
     ap.add_argument("--train-corpus", default="ravdess", choices=["ravdess", "tess"])
     ap.add_argument("--augment", type=int, default=4)
     ap.add_argument("--ensemble", type=int, default=5)
     ap.add_argument("--seeds", default="42,142,242")
     ap.add_argument("--norms", default="global,speaker")
-    ap.add_argument("--features-dir", type=Path, default=C.FEATURES_DIR)
+    ap.add_argument("--features-dir", type=Path, default=ser.paths.FEATURES_DIR)
     args = ap.parse_args(argv)
-    C.quiet_tensorflow()
+    ser.console.quiet_tensorflow()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     norms = [n.strip() for n in args.norms.split(",") if n.strip()]
     try:
-        ds = NN.load_dataset(args.feature, "speech+song+tess", features_dir=args.features_dir,
+        ds = ser.protocols.load_dataset(args.feature, "speech+song+tess", features_dir=args.features_dir,
                              augment=args.augment)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -50,12 +53,12 @@ def main(argv=None) -> int:
           + f", mlp x{args.ensemble}, {args.feature}, {args.augment} copies, seeds {seeds}")
     scores = {n: [] for n in norms}
     for seed in seeds:
-        folds = NN.make_folds(ds, args.protocol, seed, train_corpus=args.train_corpus)
+        folds = ser.protocols.make_folds(ds, args.protocol, seed, train_corpus=args.train_corpus)
         for norm in norms:
-            cfg = NN.TrainConfig(batch_size=64, norm=norm, seed=seed, augment=args.augment,
+            cfg = ser.training.TrainConfig(batch_size=64, norm=norm, seed=seed, augment=args.augment,
                                  ensemble=args.ensemble)
             t0 = time.perf_counter()
-            rec = NN.evaluate_model("mlp", ds, folds, cfg, protocol=args.protocol,
+            rec = ser.training.evaluate_model("mlp", ds, folds, cfg, protocol=args.protocol,
                                     subset="speech+song+tess", progress=False)["record"]
             scores[norm].append(rec[key])
             extra = (f" 8-way {rec['uar_8way']:.3f}" if args.protocol == "corpus"

@@ -485,7 +485,7 @@ def log_mel(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     y : np.ndarray, shape (n_samples,)
         Mono audio at 16 kHz, finite, at least :data:`MIN_SAMPLES` samples.
     sr : int, keyword-only
-        Must be 16000 (resample first, e.g. with ``ser_common.resample``; :func:`embed` does).
+        Must be 16000 (resample first, e.g. with ``ser.audio.resample``; :func:`embed` does).
 
     Returns
     -------
@@ -734,7 +734,7 @@ def embed(y: np.ndarray, *, sr: int, method: str = "maxmean_std",
     y : np.ndarray, shape (n_samples,)
         Mono audio at ``sr``; at least :data:`MIN_SAMPLES` samples once at 16 kHz.
     sr : int, keyword-only
-        Its sample rate (resampled with ``ser_common.resample``, soxr_hq, if not 16000).
+        Its sample rate (resampled with ``ser.audio.resample``, soxr_hq, if not 16000).
     method : str, keyword-only
         See :func:`pool`.
     encoder : Encoder, keyword-only
@@ -751,8 +751,8 @@ def embed(y: np.ndarray, *, sr: int, method: str = "maxmean_std",
                          f"{method!r}")
     y = _check_signal(y, where="embed")
     if sr != SAMPLE_RATE:
-        import ser_common
-        y = ser_common.resample(y, int(sr), sr=SAMPLE_RATE)
+        from ser.audio import resample
+        y = resample(y, int(sr), sr=SAMPLE_RATE)
     enc = encoder if encoder is not None else default_encoder()
     return pool(enc.frames(normalise(log_mel(y, sr=SAMPLE_RATE))), method=method)
 
@@ -788,8 +788,8 @@ def keras_encoder(state_dict: dict, *, n_frames: int | None = None, name: str = 
     if n_frames is not None and (not isinstance(n_frames, int) or n_frames < MIN_FRAMES):
         raise ValueError(f"{__name__}.keras_encoder: n_frames must be None or an int >= "
                          f"{MIN_FRAMES}; got {n_frames!r}")
-    import ser_common
-    keras = ser_common.import_keras()
+    from ser.console import import_keras
+    keras = import_keras()
     layers = keras.layers
     inp = keras.Input(shape=(N_MELS, n_frames, 1), name="logmel")
     x = inp

@@ -268,7 +268,7 @@ def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None)
     """Refuse a model whose sidecar names an encoder this installation cannot serve.
 
     ``meta`` is the sidecar (read from beside ``model_path`` if not given; an unreadable one
-    is left to :func:`ser_common.read_sidecar` to report). For each encoder the sidecar's
+    is left to :func:`ser.checkpoint.read_sidecar` to report). For each encoder the sidecar's
     feature parameters name: the sidecar's sha256 must be this version's (:data:`NPZ_SHA256`),
     and the weights file (:func:`weights_path`) must exist with that sha256.
 

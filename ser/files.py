@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
+import re
 import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ENV_CACHE_DIR = "SER_CACHE_DIR"
 MIN_FREE_BYTES = 64 * 2 ** 20     # what an output folder must have free before work starts
@@ -151,3 +156,63 @@ def load_trusted(path: str | os.PathLike, *, trust: bool = False, hint: str = ""
             f"loading it can run code); {hint or 're-create it'}, or pass --trust-features "
             f"if you trust where it came from")
     return joblib.load(path)
+
+
+def os_reason(e: OSError) -> str:
+    """An OSError's reason in words ("permission denied"), for one-line messages."""
+    return (e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)).lower()
+
+
+@contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` only on success."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # the writer's pid in the name: clean_stale_tmp removes what a killed process left
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp" + dest.suffix,
+                               dir=dest.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; outputs are ordinary files
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # alive, another user's
+        return True
+    return True
+
+
+def clean_stale_tmp(folder: str | os.PathLike, *, recursive: bool = False) -> int:
+    """Remove the temporary files of :func:`atomic_path` whose writer is no longer running
+    (a killed run's leftovers); returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in (folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
+        m = re.match(r"\..+\.(\d+)\.[a-z0-9_]{8}\.tmp", p.name)   # see atomic_path
+        pid = int(m.group(1)) if m else None
+        if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

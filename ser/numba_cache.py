@@ -239,14 +239,14 @@ def warm() -> None:
     for name, _ in cached_modules():
         importlib.import_module(name)
     import librosa as _librosa
-    import ser_common
+    from ser.audio import SAMPLE_RATE
+    from ser.features import FEATURE_SETS, extract_features, needs_encoder
     rng = np.random.default_rng(0)
-    sr = ser_common.SAMPLE_RATE
+    sr = SAMPLE_RATE
     t = np.arange(sr) / sr
     y = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(sr)).astype(np.float32)
     # the sets computed with librosa (the encoder's are numpy, and need its weights file)
-    ser_common.extract_features(y, sr=sr, sets=tuple(
-        s for s in ser_common.FEATURE_SETS if not ser_common.needs_encoder(s)))
+    extract_features(y, sr=sr, sets=tuple(s for s in FEATURE_SETS if not needs_encoder(s)))
     _librosa.feature.zero_crossing_rate(y)
     _librosa.piptrack(y=y, sr=sr)
     _librosa.yin(y, fmin=60, fmax=500, sr=sr)

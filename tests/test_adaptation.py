@@ -5,8 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
-import live_predictions as LP
-import ser_common as C
+import live_predictions
+import ser.adaptation
+import ser.checkpoint
+import ser.corpora
+import ser.files
+import ser.paths
+import ser.predict
 from tiny_model import build_tiny_model
 
 
@@ -14,20 +19,20 @@ def test_speaker_stats_shrink_towards_the_population():
     rng = np.random.default_rng(0)
     prior = {"mean": [0.0] * 3, "std": [1.0] * 3}
     own = rng.normal(5.0, 3.0, size=(400, 3))
-    few = C.speaker_stats(own[:2], prior)
-    many = C.speaker_stats(own, prior)
+    few = ser.adaptation.speaker_stats(own[:2], prior)
+    many = ser.adaptation.speaker_stats(own, prior)
     # two utterances: the std stays near the population's, many: near the speaker's own
     assert np.all(np.abs(np.array(few["std"]) - 1.0) < np.abs(np.array(few["std"]) - 3.0))
     np.testing.assert_allclose(many["std"], own.std(0), rtol=0.05)
     np.testing.assert_allclose(many["mean"], own.mean(0), atol=0.05)
     with pytest.raises(ValueError):
-        C.speaker_stats(np.zeros((0, 3)), prior)
+        ser.adaptation.speaker_stats(np.zeros((0, 3)), prior)
 
 
 def test_speaker_normalize_uses_each_group_alone():
     X = np.concatenate([np.full((5, 2), 10.0), np.full((5, 2), -3.0)])
     X += np.random.default_rng(1).normal(0, 1, X.shape)
-    Z = C.speaker_normalize(X, np.array([1] * 5 + [2] * 5))
+    Z = ser.adaptation.speaker_normalize(X, np.array([1] * 5 + [2] * 5))
     np.testing.assert_allclose(Z[:5].mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(Z[5:].std(0), 1, atol=1e-4)
 
@@ -36,15 +41,15 @@ def test_speaker_normalize_uses_each_group_alone():
 def speaker_model(shared_data, tmp_path):
     """The tiny test model, its sidecar turned into a speaker-adaptive one."""
     path = build_tiny_model(tmp_path, shared_data)
-    side = json.loads(C.sidecar_path(path).read_text())
+    side = json.loads(ser.checkpoint.sidecar_path(path).read_text())
     side["adaptation"] = "speaker"
     side["speaker_prior_weight"] = 10.0
-    C.write_json(C.sidecar_path(path), side)
+    ser.files.write_json(ser.checkpoint.sidecar_path(path), side)
     return path
 
 
 def test_enrolment_changes_statistics_not_the_model(speaker_model, shared_data):
-    p = LP.Predictor(speaker_model)
+    p = ser.predict.Predictor(speaker_model)
     before_norm = p.adaptation.normalization()
     weights = [w.copy() for w in p.model.get_weights()] if hasattr(p, "model") else None
     clip = shared_data / "ravdess_speech" / "Actor_05" / "03-01-05-02-01-01-05.flac"
@@ -61,7 +66,7 @@ def test_enrolment_changes_statistics_not_the_model(speaker_model, shared_data):
         for a, b in zip(weights, p.model.get_weights()):
             np.testing.assert_array_equal(a, b)
     # the files on disk are untouched too
-    assert json.loads(C.sidecar_path(speaker_model).read_text())["normalization"] == before_norm
+    assert json.loads(ser.checkpoint.sidecar_path(speaker_model).read_text())["normalization"] == before_norm
 
 
 def test_enrol_cli_and_refusal(speaker_model, shared_data, tmp_path, capsys):
@@ -71,21 +76,21 @@ def test_enrol_cli_and_refusal(speaker_model, shared_data, tmp_path, capsys):
         shutil.copy(f, folder / f.name)
     (folder / "broken.wav").write_bytes(b"not audio")
     clip = str(next(folder.glob("*.flac")))
-    assert LP.main(["--model", str(speaker_model), "--enrol", str(folder), "--json", clip]) == 0
+    assert live_predictions.main(["--model", str(speaker_model), "--enrol", str(folder), "--json", clip]) == 0
     out = capsys.readouterr()
     assert "adapted to the speaker from 12 enrolment" in out.err
     assert "broken.wav" in out.err
-    assert json.loads(out.out.strip())["emotion"] in C.EMOTIONS
+    assert json.loads(out.out.strip())["emotion"] in ser.corpora.EMOTIONS
     plain = build_tiny_model(tmp_path / "plain", shared_data)
-    assert LP.main(["--model", str(plain), "--enrol", str(folder), clip]) == 2
+    assert live_predictions.main(["--model", str(plain), "--enrol", str(folder), clip]) == 2
     assert "not trained for speaker adaptation" in capsys.readouterr().err
 
 
 def test_shipped_speaker_model_adapts(shared_data):
-    path = C.MODELS_DIR / "emotion_mlp_stats_speaker.h5"
+    path = ser.paths.MODELS_DIR / "emotion_mlp_stats_speaker.h5"
     if not path.exists():
         pytest.skip(f"{path} not present")
-    p = LP.Predictor(path)
+    p = ser.predict.Predictor(path)
     assert p.adaptation.name == "speaker"
     used, _ = p.enrol(sorted((shared_data / "ravdess_song" / "Actor_03").glob("*.flac"))[:20])
     assert used == 20 and p.adaptation.normalization()["n"] == 20

@@ -6,7 +6,6 @@ Real audio from ../shared/data (skipped where absent), the real checkpoint from
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import zipfile
@@ -16,12 +15,22 @@ import joblib
 import numpy as np
 import pytest
 
-import create_features
-import ser_common as C
+import live_predictions
+import neural_network
+import ser.audio
+import ser.augment
+import ser.checkpoint
+import ser.console
+import ser.corpora
+import ser.extract
+import ser.features
+import ser.paths
+import ser.predict
+import ser.store
 from ser import byols, encoder
 from conftest import SHARED_DATA, needs_data
 
-MODELS = C.ROOT.parent / "shared" / "models"
+MODELS = ser.paths.ROOT.parent / "shared" / "models"
 CKPT = MODELS / "byols_default512.pth"
 needs_ckpt = pytest.mark.skipif(not CKPT.is_file(), reason=f"BYOL-S checkpoint not in {MODELS}")
 
@@ -79,7 +88,7 @@ def corpus(root: Path, *, actors=(1, 2, 3), tess: bool = True, song: bool = True
             d = root / f"Actor_{actor}"
             d.mkdir(parents=True, exist_ok=True)
             for i, code in enumerate(TESS_FOLDERS):
-                st, rep = C.tess_word_code(i)
+                st, rep = ser.corpora.tess_word_code(i)
                 shutil.copy(_tess(speaker, code),
                             d / f"03-01-{code:02d}-01-{st:02d}-{rep:02d}-{actor}.flac")
     return root
@@ -105,7 +114,7 @@ def test_conversion_round_trip_equals_the_checkpoints_encoder(tmp_path, monkeypa
         np.testing.assert_array_equal(loaded[k], state[k])
         assert loaded[k].dtype == np.float32
     # the encoder of the .npz computes what the checkpoint's computes, on a real utterance
-    y = C.resample(C.load_audio(_ravdess(1, 5)), C.SAMPLE_RATE, sr=byols.SAMPLE_RATE)
+    y = ser.audio.resample(ser.audio.load_audio(_ravdess(1, 5)), ser.audio.SAMPLE_RATE, sr=byols.SAMPLE_RATE)
     x = byols.normalise(byols.log_mel(y))
     np.testing.assert_array_equal(encoder.load_encoder(npz).frames(x),
                                   byols.Encoder(state).frames(x))
@@ -135,37 +144,37 @@ def test_weights_with_another_checksum_or_missing_are_refused(tmp_path, weights)
 # The feature sets
 # --------------------------------------------------------------------------------------------
 def test_feature_table_and_params():
-    assert C.COMPOSITE_SETS == {"combined": ("mfcc", "chroma", "contrast"),
+    assert ser.features.COMPOSITE_SETS == {"combined": ("mfcc", "chroma", "contrast"),
                                 "stats_byols": ("stats", "byols")}
-    assert C.FEATURE_DIMS["byols"] == 1024 and C.FEATURE_DIMS["stats_byols"] == 1015 + 1024
+    assert ser.features.FEATURE_DIMS["byols"] == 1024 and ser.features.FEATURE_DIMS["stats_byols"] == 1015 + 1024
     # combined: exactly what it was before the table (sidecars and caches keep matching)
-    assert C.FEATURE_DIMS["combined"] == 59
-    assert C.feature_params("combined") == {
+    assert ser.features.FEATURE_DIMS["combined"] == 59
+    assert ser.features.feature_params("combined") == {
         "feature": "combined", "dim": 59, "version": 1, "sample_rate": 22050, "n_fft": 2048,
         "hop_length": 512, "n_mfcc": 40, "n_chroma": 12, "n_contrast_bands": 6,
         "resampler": "soxr_hq", "pooling": "mean"}
-    assert list(C.feature_params("combined")) == ["feature", "dim", "version", "sample_rate",
+    assert list(ser.features.feature_params("combined")) == ["feature", "dim", "version", "sample_rate",
                                                   "n_fft", "hop_length", "n_mfcc", "n_chroma",
                                                   "n_contrast_bands", "resampler", "pooling"]
-    p = C.feature_params("byols")
+    p = ser.features.feature_params("byols")
     assert p["encoder"] == "byols_default512" and p["encoder_sha256"] == encoder.NPZ_SHA256
     assert p["checkpoint_sha256"] == byols.SHA256 and p["pooling"] == encoder.POOLING
-    assert p["sample_rate"] == 16000 and p["version"] == C.FEATURE_VERSIONS["byols"]
-    q = C.feature_params("stats_byols")
-    assert q["parts"] == {"stats": C.feature_params("stats"), "byols": p}
+    assert p["sample_rate"] == 16000 and p["version"] == ser.features.FEATURE_VERSIONS["byols"]
+    q = ser.features.feature_params("stats_byols")
+    assert q["parts"] == {"stats": ser.features.feature_params("stats"), "byols": p}
     assert encoder.encoders_named(q) == [p]
-    assert C.needs_encoder("stats_byols") and not C.needs_encoder("combined")
+    assert ser.features.needs_encoder("stats_byols") and not ser.features.needs_encoder("combined")
 
 
 @needs_data
 def test_byols_vectors_of_real_files(weights):
     for path in (_ravdess(1, 5), _ravdess(2, 3, song=True), _tess("YAF", 3)):
-        y = C.load_audio(path)
-        f = C.extract_features(y, sets=("byols", "stats", "stats_byols"))
+        y = ser.audio.load_audio(path)
+        f = ser.features.extract_features(y, sets=("byols", "stats", "stats_byols"))
         v = f["byols"]
         assert v.shape == (1024,) and v.dtype == np.float32 and np.all(np.isfinite(v))
         if CKPT.is_file():   # the same as the encoder read from the authors' checkpoint
-            ref = byols.embed(y, sr=C.SAMPLE_RATE, method=encoder.POOLING,
+            ref = byols.embed(y, sr=ser.audio.SAMPLE_RATE, method=encoder.POOLING,
                               encoder=byols.Encoder.from_checkpoint(CKPT))
             np.testing.assert_array_equal(v, ref)
         np.testing.assert_array_equal(f["stats_byols"], np.concatenate([f["stats"], v]))
@@ -176,75 +185,75 @@ def test_byols_vectors_of_real_files(weights):
 @needs_data
 def test_cached_per_file_reused_and_composite_from_the_parts(tmp_path, weights):
     root = corpus(tmp_path / "features", actors=(1,), tess=False, song=False)
-    r = create_features.extract(root, feature_sets=["byols"], jobs=1, progress=False)
+    r = ser.extract.extract(root, feature_sets=["byols"], jobs=1, progress=False)
     assert r["files"] == 8 and r["computed"] == 8 and not r["skipped"]
-    d = create_features.load_features("byols", features_dir=root)
+    d = ser.store.load_features("byols", features_dir=root)
     assert d["X"].shape == (8, 1024) and d["X"].dtype == np.float32
-    assert d["params"] == C.feature_params("byols")
+    assert d["params"] == ser.features.feature_params("byols")
     # one cache entry per file, keyed on the byols parameters (the encoder's sha256 among them)
-    folder = root / ".cache" / f"byols-{C.params_hash(C.feature_params('byols'))}"
+    folder = root / ".cache" / f"byols-{ser.features.params_hash(ser.features.feature_params('byols'))}"
     rels = list(d["meta"]["path"])
-    entries = [create_features._cache_file(root / ".cache", "byols",
-                                           create_features._file_key(root / rel, rel))
+    entries = [ser.extract._cache_file(root / ".cache", "byols",
+                                           ser.extract._file_key(root / rel, rel))
                for rel in rels]
     assert all(e.is_file() and e.parent.parent == folder for e in entries)
     assert len([f for f in folder.rglob("*") if f.is_file()]) == 8
     # reused: a second run computes nothing, and reads what the cache holds
     marker = np.full(1024, 7.0, np.float32)
-    create_features._cache_write(entries[3], marker)
-    r = create_features.extract(root, feature_sets=["byols"], jobs=1, progress=False)
+    ser.extract._cache_write(entries[3], marker)
+    r = ser.extract.extract(root, feature_sets=["byols"], jobs=1, progress=False)
     assert r["computed"] == 0
-    X = create_features.load_features("byols", features_dir=root)["X"]
+    X = ser.store.load_features("byols", features_dir=root)["X"]
     np.testing.assert_array_equal(X[3], marker)
     np.testing.assert_array_equal(np.delete(X, 3, 0), np.delete(d["X"], 3, 0))
-    create_features._cache_write(entries[3], d["X"][3])
+    ser.extract._cache_write(entries[3], d["X"][3])
     # stats alone, then the composite: built from the two cached parts, nothing recomputed
-    create_features.extract(root, feature_sets=["stats"], jobs=1, progress=False)
-    r = create_features.extract(root, feature_sets=["stats_byols"], jobs=1, progress=False)
+    ser.extract.extract(root, feature_sets=["stats"], jobs=1, progress=False)
+    r = ser.extract.extract(root, feature_sets=["stats_byols"], jobs=1, progress=False)
     assert r["computed"] == 0
-    s = create_features.load_features("stats", features_dir=root)
-    sb = create_features.load_features("stats_byols", features_dir=root)
+    s = ser.store.load_features("stats", features_dir=root)
+    sb = ser.store.load_features("stats_byols", features_dir=root)
     np.testing.assert_array_equal(sb["X"], np.concatenate([s["X"], d["X"]], axis=1))
     np.testing.assert_array_equal(sb["meta"]["path"], d["meta"]["path"])
-    assert sb["params"] == C.feature_params("stats_byols")
+    assert sb["params"] == ser.features.feature_params("stats_byols")
 
 
 @needs_data
 def test_combined_is_unchanged(tmp_path):
     root = corpus(tmp_path / "features", actors=(2,), tess=False, song=False)
-    create_features.extract(root, feature_sets=["mfcc", "chroma", "contrast", "combined"],
+    ser.extract.extract(root, feature_sets=["mfcc", "chroma", "contrast", "combined"],
                             jobs=1, progress=False)
-    parts = [create_features.load_features(f, features_dir=root)["X"]
+    parts = [ser.store.load_features(f, features_dir=root)["X"]
              for f in ("mfcc", "chroma", "contrast")]
-    d = create_features.load_features("combined", features_dir=root)
+    d = ser.store.load_features("combined", features_dir=root)
     np.testing.assert_array_equal(d["X"], np.concatenate(parts, axis=1))
-    assert d["X"].shape == (8, 59) and d["params"] == C.feature_params("combined")
-    y = C.load_audio(root / "Actor_02" / _ravdess(2, 4).name)
-    f = C.extract_features(y, sets=("combined", "mfcc"))
+    assert d["X"].shape == (8, 59) and d["params"] == ser.features.feature_params("combined")
+    y = ser.audio.load_audio(root / "Actor_02" / _ravdess(2, 4).name)
+    f = ser.features.extract_features(y, sets=("combined", "mfcc"))
     np.testing.assert_array_equal(f["combined"][:40], f["mfcc"])
 
 
 @needs_data
 def test_augmented_copies_of_byols(tmp_path, weights):
     root = corpus(tmp_path / "features", actors=(3,), tess=False, song=False)
-    r = create_features.extract(root, feature_sets=["byols", "stats_byols"], jobs=1,
+    r = ser.extract.extract(root, feature_sets=["byols", "stats_byols"], jobs=1,
                                 progress=False, augment=2)
     assert r["augmented"] == 8 and not r["aug_fallbacks"]
-    orig = create_features.load_features("byols", features_dir=root)
-    aug = joblib.load(create_features.aug_output_path(root, "byols"))
+    orig = ser.store.load_features("byols", features_dir=root)
+    aug = joblib.load(ser.store.aug_output_path(root, "byols"))
     assert aug["X"].shape == (2, 8, 1024) and np.all(np.isfinite(aug["X"]))
     np.testing.assert_array_equal(aug["path"], orig["meta"]["path"])
-    assert aug["params"] == C.feature_params("byols")
+    assert aug["params"] == ser.features.feature_params("byols")
     # a copy's byols vector is the encoder on that file's augmented audio
     rel = str(orig["meta"]["path"][0])
-    ya = create_features.augment(C.load_audio(root / rel), actor=3, copy=2, rel=rel)
-    np.testing.assert_allclose(aug["X"][1, 0], encoder.vector(ya, C.SAMPLE_RATE), rtol=0,
+    ya = ser.augment.augment(ser.audio.load_audio(root / rel), actor=3, copy=2, rel=rel)
+    np.testing.assert_allclose(aug["X"][1, 0], encoder.vector(ya, ser.audio.SAMPLE_RATE), rtol=0,
                                atol=1e-6)
     assert not np.allclose(aug["X"][0], orig["X"])
     # the composite's copies are the parts' copies side by side, and all come from the cache
-    both = joblib.load(create_features.aug_output_path(root, "stats_byols"))
+    both = joblib.load(ser.store.aug_output_path(root, "stats_byols"))
     np.testing.assert_array_equal(both["X"][:, :, 1015:], aug["X"])
-    r = create_features.extract(root, feature_sets=["stats_byols"], jobs=1, progress=False,
+    r = ser.extract.extract(root, feature_sets=["stats_byols"], jobs=1, progress=False,
                                 augment=2)
     assert r["computed"] == 0 and r["augmented"] == 0
 
@@ -254,32 +263,32 @@ def test_augmented_copies_of_byols(tmp_path, weights):
 # --------------------------------------------------------------------------------------------
 @needs_data
 def test_two_epoch_training_sidecar_and_prediction(tmp_path, weights):
-    import live_predictions as lp
-    import neural_network as NN
+    import ser.predict
+    import ser.training
     root = corpus(tmp_path / "features")                    # 40 real files
-    create_features.extract(root, feature_sets=["byols"], jobs=1, progress=False)
+    ser.extract.extract(root, feature_sets=["byols"], jobs=1, progress=False)
     out = tmp_path / "models" / "byols_mlp.h5"
-    assert NN.main(["--model", "mlp", "--feature", "byols", "--all-data", "--epochs", "2",
+    assert neural_network.main(["--model", "mlp", "--feature", "byols", "--all-data", "--epochs", "2",
                     "--features-dir", str(root), "--media-dir", str(tmp_path / "media"),
                     "--save", str(out), "--quiet"]) == 0
-    meta = json.loads(C.sidecar_path(out).read_text())
+    meta = json.loads(ser.checkpoint.sidecar_path(out).read_text())
     assert meta["feature"] == "byols" and meta["training"]["epochs"] == 2
     assert meta["trained_on"]["rows"] == 40
     fp = meta["feature_params"]
     assert fp["encoder"] == "byols_default512" and fp["encoder_sha256"] == encoder.NPZ_SHA256
-    model, meta2 = C.load_model(out)
+    model, meta2 = ser.checkpoint.load_model(out)
     assert model.input_shape[1:] == (1024, 1)
-    p = lp.Predictor(out).predict_file(_ravdess(1, 5))
-    assert p.emotion in C.EMOTIONS and abs(sum(p.probabilities.values()) - 1) < 1e-4
+    p = ser.predict.Predictor(out).predict_file(_ravdess(1, 5))
+    assert p.emotion in ser.corpora.EMOTIONS and abs(sum(p.probabilities.values()) - 1) < 1e-4
 
 
 def _byols_model(dest: Path) -> Path:
     """An untrained model on the byols set, with a complete sidecar."""
-    keras = C.import_keras()
+    keras = ser.console.import_keras()
     m = keras.Sequential([keras.Input((1024, 1)), keras.layers.Flatten(),
-                          keras.layers.Dense(C.N_CLASSES, activation="softmax")])
-    C.save_model(m, dest, {"model": "test", "labels": list(C.EMOTIONS), "feature": "byols",
-                           "feature_params": C.feature_params("byols"),
+                          keras.layers.Dense(ser.corpora.N_CLASSES, activation="softmax")])
+    ser.checkpoint.save_model(m, dest, {"model": "test", "labels": list(ser.corpora.EMOTIONS), "feature": "byols",
+                           "feature_params": ser.features.feature_params("byols"),
                            "input_shape": [1024, 1], "normalization": None,
                            "adaptation": "none"})
     return dest
@@ -288,29 +297,29 @@ def _byols_model(dest: Path) -> Path:
 @needs_data
 def test_model_with_another_or_missing_encoder_is_refused(tmp_path, weights, monkeypatch,
                                                           capsys):
-    import live_predictions as lp
+    import ser.predict
     good = _byols_model(tmp_path / "good.h5")
-    C.load_model(good)                                        # the right encoder: loads
+    ser.checkpoint.load_model(good)                                        # the right encoder: loads
     # a sidecar naming another encoder checksum
     other = tmp_path / "other.h5"
     shutil.copy(good, other)
-    meta = json.loads(C.sidecar_path(good).read_text())
+    meta = json.loads(ser.checkpoint.sidecar_path(good).read_text())
     meta["feature_params"]["encoder_sha256"] = "0" * 64
-    C.sidecar_path(other).write_text(json.dumps(meta))
+    ser.checkpoint.sidecar_path(other).write_text(json.dumps(meta))
     with pytest.raises(encoder.EncoderError) as e:
-        C.load_model(other)
-    assert str(C.sidecar_path(other)) in str(e.value) and "0" * 64 in str(e.value)
+        ser.checkpoint.load_model(other)
+    assert str(ser.checkpoint.sidecar_path(other)) in str(e.value) and "0" * 64 in str(e.value)
     assert "\n" not in str(e.value)
     wav = str(_ravdess(1, 5))
-    assert lp.main(["--model", str(other), wav]) == 2
+    assert live_predictions.main(["--model", str(other), wav]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(C.sidecar_path(other)) in err
+    assert len(err.splitlines()) == 1 and str(ser.checkpoint.sidecar_path(other)) in err
     # the encoder's file missing, or with another checksum
     missing = tmp_path / "nowhere" / encoder.NPZ_NAME
     monkeypatch.setenv(encoder.ENV_WEIGHTS, str(missing))
     with pytest.raises(encoder.EncoderError, match=f"{missing}: encoder weights not found"):
-        C.load_model(good)
-    assert lp.main(["--model", str(good), wav]) == 2
+        ser.checkpoint.load_model(good)
+    assert live_predictions.main(["--model", str(good), wav]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(missing) in err
     changed = tmp_path / encoder.NPZ_NAME
@@ -319,7 +328,7 @@ def test_model_with_another_or_missing_encoder_is_refused(tmp_path, weights, mon
     changed.write_bytes(bytes(data))
     monkeypatch.setenv(encoder.ENV_WEIGHTS, str(changed))
     with pytest.raises(encoder.EncoderError, match=f"{changed}: sha256 .* is not that of"):
-        C.load_model(good)
-    assert lp.main(["--model", str(good), wav]) == 2
+        ser.checkpoint.load_model(good)
+    assert live_predictions.main(["--model", str(good), wav]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(changed) in err

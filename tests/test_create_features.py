@@ -11,10 +11,12 @@ import pytest
 import soundfile as sf
 
 import create_features
-import ser_common as C
+import ser.audio
+import ser.extract
+import ser.features
 from conftest import ROOT, needs_data
 
-SR = C.SAMPLE_RATE
+SR = ser.audio.SAMPLE_RATE
 
 
 def tone(freq=440.0, seconds=1.0, sr=SR, amp=0.3):
@@ -30,23 +32,23 @@ def put(folder, name, y, sr=SR, subtype="PCM_16", fmt=None):
 
 def test_pure_tone_known_answers():
     y = tone(440.0)   # A4
-    f = C.extract_features(y, sets=C.FEATURE_SETS)
-    for name in C.FEATURE_SETS:
-        assert f[name].shape == (C.FEATURE_DIMS[name],) and f[name].dtype == np.float32
+    f = ser.features.extract_features(y, sets=ser.features.FEATURE_SETS)
+    for name in ser.features.FEATURE_SETS:
+        assert f[name].shape == (ser.features.FEATURE_DIMS[name],) and f[name].dtype == np.float32
         assert np.all(np.isfinite(f[name]))
     # chroma bins start at C: A is pitch class 9
     assert int(np.argmax(f["chroma"])) == 9
-    assert int(np.argmax(C.extract_features(tone(261.63), sets=("chroma",))["chroma"])) == 0
+    assert int(np.argmax(ser.features.extract_features(tone(261.63), sets=("chroma",))["chroma"])) == 0
     np.testing.assert_array_equal(f["combined"],
                                   np.concatenate([f["mfcc"], f["chroma"], f["contrast"]]))
     # a louder tone has a higher first MFCC (log energy); the others barely move
-    g = C.extract_features(tone(440.0, amp=0.9), sets=("mfcc",))["mfcc"]
+    g = ser.features.extract_features(tone(440.0, amp=0.9), sets=("mfcc",))["mfcc"]
     assert g[0] > f["mfcc"][0] + 5
 
 
 def test_unknown_feature_set_is_refused_before_work(tmp_path):
     with pytest.raises(ValueError, match="unknown feature set"):
-        create_features.extract(tmp_path, feature_sets=["mfccs"])
+        ser.extract.extract(tmp_path, feature_sets=["mfccs"])
 
 
 def _tiny_corpus(root):
@@ -59,7 +61,7 @@ def _tiny_corpus(root):
 
 def test_outputs_metadata_and_cache(tmp_path):
     root = _tiny_corpus(tmp_path / "features")
-    r = create_features.extract(root, feature_sets=["mfcc", "combined"], jobs=1,
+    r = ser.extract.extract(root, feature_sets=["mfcc", "combined"], jobs=1,
                                 progress=False)
     assert r["files"] == 3 and r["computed"] == 3 and not r["skipped"]
     d = joblib.load(root / "features_combined.joblib")
@@ -71,9 +73,9 @@ def test_outputs_metadata_and_cache(tmp_path):
     j = order.index("Actor_01/03-01-03-02-01-01-01.wav")
     assert d["y"][j] == 2 and d["meta"]["intensity"][j] == 2
     assert d["meta"]["corpus"][j] == "ravdess_speech"
-    assert d["params"] == C.feature_params("combined")
+    assert d["params"] == ser.features.feature_params("combined")
     # second run: nothing processed, same output
-    r2 = create_features.extract(root, feature_sets=["mfcc", "combined"], jobs=1,
+    r2 = ser.extract.extract(root, feature_sets=["mfcc", "combined"], jobs=1,
                                  progress=False)
     assert r2["computed"] == 0
     np.testing.assert_array_equal(joblib.load(root / "features_combined.joblib")["X"], d["X"])
@@ -81,7 +83,7 @@ def test_outputs_metadata_and_cache(tmp_path):
     f = root / "Actor_01" / "03-01-05-01-01-01-01.wav"
     sf.write(f, tone(880), SR)
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
-    r3 = create_features.extract(root, feature_sets=["mfcc"], jobs=1, progress=False)
+    r3 = ser.extract.extract(root, feature_sets=["mfcc"], jobs=1, progress=False)
     assert r3["computed"] == 1
     new = joblib.load(root / "features_mfcc.joblib")["X"]
     assert not np.allclose(new[order.index("Actor_01/03-01-05-01-01-01-01.wav")],
@@ -125,11 +127,11 @@ def test_bad_inputs_are_named_skipped_and_counted(tmp_path, capsys):
     d = joblib.load(root / "features_mfcc.joblib")
     assert d["X"].shape == (7, 40) and np.all(np.isfinite(d["X"]))
     # the 8-bit, stereo, 96 kHz and AIFF files give the same features as the 16-bit original
-    ref = C.extract_features(C.load_audio(root / "Actor_01" / "03-01-05-01-01-01-01.wav"))
+    ref = ser.features.extract_features(ser.audio.load_audio(root / "Actor_01" / "03-01-05-01-01-01-01.wav"))
     paths = list(d["meta"]["path"])
     for n in ("03-01-08-01-01-01-02.wav", "03-01-02-01-02-01-02.wav"):
         row = d["X"][paths.index(f"Actor_02/{n}")]
-        assert np.allclose(row, C.extract_features(tone(300))["mfcc"], atol=0.5)
+        assert np.allclose(row, ser.features.extract_features(tone(300))["mfcc"], atol=0.5)
     assert len(ref["mfcc"]) == 40
 
 
@@ -141,20 +143,20 @@ def test_interrupted_run_resumes(tmp_path):
     cmd = [sys.executable, str(ROOT / "create_features.py"), "--features-dir", str(root),
            "--jobs", "1", "--quiet"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cache = root / create_features.CACHE_DIRNAME
+    cache = root / ser.extract.CACHE_DIRNAME
     deadline = time.time() + 120
     while time.time() < deadline:
-        n = len(list(cache.rglob("*" + create_features.CACHE_SUFFIX))) if cache.exists() else 0
+        n = len(list(cache.rglob("*" + ser.extract.CACHE_SUFFIX))) if cache.exists() else 0
         if n >= 10 or p.poll() is not None:
             break
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    done = len(list(cache.rglob("*" + create_features.CACHE_SUFFIX)))
+    done = len(list(cache.rglob("*" + ser.extract.CACHE_SUFFIX)))
     assert 10 <= done < 120, "the run should have been killed part-way"
     assert not (root / "features_mfcc.joblib").exists()
     assert not list(root.glob("*.tmp*"))
-    r = create_features.extract(root, jobs=1, progress=False)
+    r = ser.extract.extract(root, jobs=1, progress=False)
     assert r["computed"] == 120 - done and r["files"] == 120
 
 
@@ -174,9 +176,9 @@ def test_real_files_through_the_script(shared_data, tmp_path):
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "25 files, 25 rows, 0 skipped" in res.stdout
-    for f in C.FEATURE_SETS:
+    for f in ser.features.FEATURE_SETS:
         d = joblib.load(root / f"features_{f}.joblib")
-        assert d["X"].shape == (25, C.FEATURE_DIMS[f])
+        assert d["X"].shape == (25, ser.features.FEATURE_DIMS[f])
         assert set(d["meta"]["corpus"]) == {"ravdess_speech", "ravdess_song"}
         assert set(d["meta"]["actor"]) == {1, 2}
     # the same utterance as distributed (48 kHz stereo WAV) and as the 22050 Hz FLAC copy
@@ -184,5 +186,5 @@ def test_real_files_through_the_script(shared_data, tmp_path):
     paths = list(d["meta"]["path"])
     wav = d["X"][paths.index("Actor_01/03-01-02-01-01-02-01.wav")]
     flac_path = shared_data / "ravdess_speech" / "Actor_01" / "03-01-02-01-01-02-01.flac"
-    flac = C.extract_features(C.load_audio(flac_path))["mfcc"]
+    flac = ser.features.extract_features(ser.audio.load_audio(flac_path))["mfcc"]
     assert np.corrcoef(wav, flac)[0, 1] > 0.99

@@ -22,9 +22,16 @@ from dask_cluster import Cluster, have_distributed
 pytestmark = pytest.mark.skipif(have_distributed() is not None,
                                 reason=have_distributed() or "")
 
-import create_features as CF  # noqa: E402
-import neural_network as NN  # noqa: E402
-import ser_common as C  # noqa: E402
+import create_features  # noqa: E402
+import neural_network  # noqa: E402
+import ser.audio  # noqa: E402
+import ser.checkpoint  # noqa: E402
+import ser.cluster  # noqa: E402
+import ser.extract  # noqa: E402
+import ser.features  # noqa: E402
+import ser.models  # noqa: E402
+import ser.protocols  # noqa: E402
+import ser.store  # noqa: E402
 from test_neural_network import synthetic_features  # noqa: E402
 
 TIMING = ("train_seconds", "seconds_per_epoch")
@@ -38,8 +45,8 @@ def cluster(tmp_path_factory):
 
 def _same_features(dir_a, dir_b, sets):
     for f in sets:
-        a = joblib.load(CF.output_path(dir_a, f))
-        b = joblib.load(CF.output_path(dir_b, f))
+        a = joblib.load(ser.store.output_path(dir_a, f))
+        b = joblib.load(ser.store.output_path(dir_b, f))
         assert a["X"].dtype == b["X"].dtype == np.float32
         np.testing.assert_array_equal(a["X"], b["X"], err_msg=f)
         np.testing.assert_array_equal(a["y"], b["y"])
@@ -60,15 +67,15 @@ def _skipped(err: str) -> list[str]:
 def test_without_scheduler_dask_is_not_imported(tmp_path):
     root = tmp_path / "features" / "Actor_01"
     root.mkdir(parents=True)
-    t = np.arange(C.SAMPLE_RATE) / C.SAMPLE_RATE
-    sf.write(root / "03-01-05-01-01-01-01.wav", 0.3 * np.sin(2 * np.pi * 220 * t), C.SAMPLE_RATE)
+    t = np.arange(ser.audio.SAMPLE_RATE) / ser.audio.SAMPLE_RATE
+    sf.write(root / "03-01-05-01-01-01-01.wav", 0.3 * np.sin(2 * np.pi * 220 * t), ser.audio.SAMPLE_RATE)
     code = ("import sys, create_features, neural_network\n"
             f"assert create_features.main(['--features-dir', {str(root.parent)!r}, '--jobs', '1',"
             " '--quiet']) == 0\n"
             "neural_network.build_parser()\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
             "assert not bad, bad\n")
-    env = {k: v for k, v in os.environ.items() if k != CF.SCHEDULER_ENV}
+    env = {k: v for k, v in os.environ.items() if k != ser.cluster.SCHEDULER_ENV}
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -90,26 +97,26 @@ def test_extraction_on_the_cluster_equals_local(cluster, shared_data, tmp_path, 
     args = ["--features-dir", str(root), "--feature", "all", "--quiet"]
 
     # first cluster run (--scheduler): every file goes to the workers, which fill the cache
-    assert CF.main([*args, "--scheduler", cluster.address]) == 0
+    assert create_features.main([*args, "--scheduler", cluster.address]) == 0
     out = capsys.readouterr()
     assert "32 files, 30 rows, 2 skipped, 31 processed, 0 from cache" in _summary(out.out)
     # two new files; the scheduler from $DASK_SCHEDULER_ADDRESS: only 3 files are sent (the
     # new ones and the bad one, whose failure is not cached)
     for p in later:
         shutil.copy(p, root / p.parent.name / p.name)
-    monkeypatch.setenv(CF.SCHEDULER_ENV, cluster.address)
-    assert CF.main(args) == 0
+    monkeypatch.setenv(ser.cluster.SCHEDULER_ENV, cluster.address)
+    assert create_features.main(args) == 0
     cl = capsys.readouterr()
     assert "34 files, 32 rows, 2 skipped, 3 processed, 30 from cache" in _summary(cl.out)
-    monkeypatch.delenv(CF.SCHEDULER_ENV)
+    monkeypatch.delenv(ser.cluster.SCHEDULER_ENV)
 
     # the same files locally, nothing from the cache
     local = tmp_path / "local"
     local.mkdir()
-    assert CF.main([*args, "--no-cache", "--jobs", "2", "--out", str(local)]) == 0
+    assert create_features.main([*args, "--no-cache", "--jobs", "2", "--out", str(local)]) == 0
     lo = capsys.readouterr()
     assert "34 files, 32 rows, 2 skipped, 33 processed" in _summary(lo.out)
-    _same_features(root, local, C.FEATURE_SETS)
+    _same_features(root, local, ser.features.FEATURE_SETS)
     assert _skipped(cl.err) == _skipped(lo.err)
     assert any("03-01-01-01-01-01-02.wav: not readable audio" in l for l in _skipped(cl.err))
     assert any("hello.flac: not a RAVDESS-style name" in l for l in _skipped(cl.err))
@@ -123,14 +130,14 @@ def test_comparison_on_the_cluster_equals_local(cluster, tmp_path):
     runs = {"cluster": ["--scheduler", cluster.address], "local": []}
     for where, extra in runs.items():
         media = tmp_path / f"media_{where}"
-        assert NN.main(["--model", "all", "--protocol", "speaker", "--folds", "2", "--no-save",
+        assert neural_network.main(["--model", "all", "--protocol", "speaker", "--folds", "2", "--no-save",
                         "--media-dir", str(media), *common, *extra]) == 0
-        assert NN.main(["--model", "improved_cnn", "--protocol", "random",
+        assert neural_network.main(["--model", "improved_cnn", "--protocol", "random",
                         "--save", str(tmp_path / f"{where}.h5"),
                         "--media-dir", str(tmp_path / f"random_{where}"), *common, *extra]) == 0
     mc, ml = tmp_path / "media_cluster", tmp_path / "media_local"
     rc, rl = (json.loads((m / "results.json").read_text()) for m in (mc, ml))
-    assert [r["model"] for r in rc] == list(NN.ORIGINAL_MODELS) == [r["model"] for r in rl]
+    assert [r["model"] for r in rc] == list(ser.models.ORIGINAL_MODELS) == [r["model"] for r in rl]
     for a, b in zip(rc, rl):
         assert len(a["folds"]) == 2
         assert {k: v for k, v in a.items() if k not in TIMING} == \
@@ -142,10 +149,10 @@ def test_comparison_on_the_cluster_equals_local(cluster, tmp_path):
         if name not in ("results.json", "results.md"):
             assert (mc / name).read_bytes() == (ml / name).read_bytes(), name
     # the model of the random protocol: rebuilt from the worker's weights, saved as locally
-    (m1, s1), (m2, s2) = (C.load_model(tmp_path / f"{w}.h5") for w in runs)
+    (m1, s1), (m2, s2) = (ser.checkpoint.load_model(tmp_path / f"{w}.h5") for w in runs)
     assert s1 == s2
-    ds = NN.load_dataset("mfcc", "song+tess", features_dir=feats)
-    X = C.model_input(ds.X, s1)
+    ds = ser.protocols.load_dataset("mfcc", "song+tess", features_dir=feats)
+    X = ser.checkpoint.model_input(ds.X, s1)
     np.testing.assert_array_equal(m1.predict(X, verbose=0), m2.predict(X, verbose=0))
 
 
@@ -159,7 +166,7 @@ def test_an_adapted_ensemble_on_the_cluster_equals_local(cluster, tmp_path):
     records = {}
     for where, extra in {"cluster": ["--scheduler", cluster.address], "local": []}.items():
         media = tmp_path / f"media_{where}"
-        assert NN.main([*args, "--media-dir", str(media), *extra]) == 0
+        assert neural_network.main([*args, "--media-dir", str(media), *extra]) == 0
         [records[where]] = json.loads((media / "results.json").read_text())
     rc, rl = records["cluster"], records["local"]
     assert rc["ensemble"] == 2 and rc["adaptation"] == "speaker" and len(rc["folds"]) == 2
@@ -169,11 +176,11 @@ def test_an_adapted_ensemble_on_the_cluster_equals_local(cluster, tmp_path):
 
 def _tones(folder, n, seconds=3.0):
     folder.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(C.SAMPLE_RATE * seconds)) / C.SAMPLE_RATE
+    t = np.arange(int(ser.audio.SAMPLE_RATE * seconds)) / ser.audio.SAMPLE_RATE
     for i in range(n):
         y = 0.3 * np.sin(2 * np.pi * (150 + 3 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * t * i / n))
         sf.write(folder / f"03-01-0{1 + i % 8}-01-{1 + i // 99:02d}-{1 + i % 99:02d}-03.wav",
-                 y.astype(np.float32), C.SAMPLE_RATE, subtype="PCM_16")
+                 y.astype(np.float32), ser.audio.SAMPLE_RATE, subtype="PCM_16")
 
 
 def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path):
@@ -182,12 +189,12 @@ def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path):
     n = 240
     root = tmp_path / "features"
     _tones(root / "Actor_03", n)
-    cache = root / CF.CACHE_DIRNAME
+    cache = root / ser.extract.CACHE_DIRNAME
     result, error = {}, []
     with Cluster(tmp_path / "cluster", n_workers=2) as cluster:
         def go():
             try:
-                result.update(CF.extract(root, feature_sets=["stats"], progress=False,
+                result.update(ser.extract.extract(root, feature_sets=["stats"], progress=False,
                                          scheduler=cluster.address))
             except BaseException as e:   # reported by the assertion below
                 error.append(e)
@@ -212,6 +219,6 @@ def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path):
     assert result["files"] == n and result["computed"] == n and not result["skipped"]
     local = tmp_path / "local"
     local.mkdir()
-    CF.extract(root, feature_sets=["stats"], jobs=2, use_cache=False, progress=False,
+    ser.extract.extract(root, feature_sets=["stats"], jobs=2, use_cache=False, progress=False,
                out_dir=local)
     _same_features(root, local, ["stats"])

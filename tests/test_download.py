@@ -27,8 +27,10 @@ import pytest
 import requests
 import soundfile as sf
 
-import download_data as dd
-from download_data import TESS_DOI, ZENODO_RECORD, classify, main
+import download_data
+import ser.download
+from download_data import main
+from ser.download import TESS_DOI, ZENODO_RECORD, classify
 from unprivileged import run_unprivileged
 
 SPEECH_ZIP = "Audio_Speech_Actors_01-24.zip"
@@ -213,14 +215,14 @@ def local_only(monkeypatch):
         return real(self, method, url, *a, **kw)
 
     monkeypatch.setattr(requests.Session, "request", guarded)
-    for var in (dd.ENV_BASE_URL, dd.ENV_ZENODO_URL, dd.ENV_DATAVERSE_URL):
+    for var in (ser.download.ENV_BASE_URL, ser.download.ENV_ZENODO_URL, ser.download.ENV_DATAVERSE_URL):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(dd.ENV_BASE_URL, "http://127.0.0.1:9")   # a forgotten URL fails here
+    monkeypatch.setenv(ser.download.ENV_BASE_URL, "http://127.0.0.1:9")   # a forgotten URL fails here
 
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(dd.ResumableDownloader, "chunk_size", CHUNK)
+    monkeypatch.setattr(ser.download.ResumableDownloader, "chunk_size", CHUNK)
 
 
 def resumed_at(mirror, path) -> list[int]:
@@ -258,7 +260,7 @@ def cli(dirs, *extra) -> list[str]:
 def download(mirror, dirs, **kw):
     kw.setdefault("expected", SMALL)
     kw.setdefault("retry_wait", 0)
-    return dd.download(features_dir=dirs["features"], tess_dir=dirs["tess"],
+    return ser.download.download(features_dir=dirs["features"], tess_dir=dirs["tess"],
                        cache_dir=dirs["cache"], base_url=mirror.url, progress=False, **kw)
 
 
@@ -362,8 +364,8 @@ def test_separate_server_options_and_corpus_choice(mirror, dirs, capsys):
 
 
 def test_env_var_sets_the_server(mirror, dirs, monkeypatch):
-    monkeypatch.setenv(dd.ENV_BASE_URL, mirror.url)
-    summary = dd.download(features_dir=dirs["features"], tess_dir=dirs["tess"],
+    monkeypatch.setenv(ser.download.ENV_BASE_URL, mirror.url)
+    summary = ser.download.download(features_dir=dirs["features"], tess_dir=dirs["tess"],
                           cache_dir=dirs["cache"], expected=SMALL, progress=False,
                           corpora=["ravdess_speech"])
     assert summary["ravdess_speech"].placed == 6
@@ -515,23 +517,23 @@ def test_classify(parts, kind, dest):
 def test_rebase_and_urls():
     z = "https://zenodo.org"
     m = "http://127.0.0.1:8000"
-    assert dd.rebase(f"{z}/api/records/1/files/a.zip/content", m, z) == \
+    assert ser.download.rebase(f"{z}/api/records/1/files/a.zip/content", m, z) == \
         f"{m}/api/records/1/files/a.zip/content"
-    assert dd.rebase("/records/1/files/a.zip?download=1", m, z) == \
+    assert ser.download.rebase("/records/1/files/a.zip?download=1", m, z) == \
         f"{m}/records/1/files/a.zip?download=1"
-    assert dd.rebase("https://other.org/x", m, z) == "https://other.org/x"
-    assert dd.rebase(f"{z}/x", z, z) == f"{z}/x"
-    assert dd.parse_content_range("bytes 100-199/1000") == (100, 199, 1000)
-    assert dd.parse_content_range("bytes */1000") is None
-    env = {dd.ENV_BASE_URL: "http://b", dd.ENV_DATAVERSE_URL: "http://d/"}
-    assert dd.resolve_urls(env=env) == ("http://b", "http://d")
-    assert dd.resolve_urls("http://z", base_url="http://m", env={}) == ("http://z", "http://m")
-    assert dd.resolve_urls(base_url="http://m", env=env) == ("http://m", "http://m")
-    assert dd.resolve_urls(env={}) == (dd.ZENODO_URL, dd.DATAVERSE_URL)
+    assert ser.download.rebase("https://other.org/x", m, z) == "https://other.org/x"
+    assert ser.download.rebase(f"{z}/x", z, z) == f"{z}/x"
+    assert ser.download.parse_content_range("bytes 100-199/1000") == (100, 199, 1000)
+    assert ser.download.parse_content_range("bytes */1000") is None
+    env = {ser.download.ENV_BASE_URL: "http://b", ser.download.ENV_DATAVERSE_URL: "http://d/"}
+    assert ser.download.resolve_urls(env=env) == ("http://b", "http://d")
+    assert ser.download.resolve_urls("http://z", base_url="http://m", env={}) == ("http://z", "http://m")
+    assert ser.download.resolve_urls(base_url="http://m", env=env) == ("http://m", "http://m")
+    assert ser.download.resolve_urls(env={}) == (ser.download.ZENODO_URL, ser.download.DATAVERSE_URL)
 
 
 def test_every_option_has_help(capsys):
-    parser = dd.build_parser()
+    parser = download_data.build_parser()
     for action in parser._actions:
         assert action.help, action.option_strings
     with pytest.raises(SystemExit) as e:
@@ -569,7 +571,7 @@ def test_from_other_format_already_present(dirs, tmp_path):
     src = tmp_path / "src" / "Actor_01"
     src.mkdir(parents=True)
     (src / f"{name}.wav").write_bytes(wav_bytes(1))
-    s = dd.import_local(src.parent, features_dir=dirs["features"], tess_dir=dirs["tess"],
+    s = ser.download.import_local(src.parent, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         strict=False, progress=False)
     assert s["ravdess_speech"].skipped == {"already present in another format": 1}
     assert not (dirs["features"] / "Actor_01" / f"{name}.wav").exists()
@@ -595,7 +597,7 @@ def test_from_shared_layout(shared_data, dirs, tmp_path, capsys):
     (src / "ravdess_speech" / "Actor_01" / "take2.wav").write_bytes(wav_bytes(3))
     (src / "tess" / "OAF_neutral" / ".DS_Store").write_bytes(b"\0")
 
-    s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
+    s = ser.download.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         expected={"tess": {"total": 5}}, progress=False)
     err = capsys.readouterr().err
     assert "take2.wav" in err and "not a RAVDESS-style name" in err
@@ -616,7 +618,7 @@ def test_from_shared_layout(shared_data, dirs, tmp_path, capsys):
     # A second run changes nothing; a damaged destination file is replaced only with force,
     # and then kept under .previous/.
     before = snapshot(dirs["features"], dirs["tess"])
-    s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
+    s = ser.download.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         expected={"tess": {"total": 5}}, progress=False)
     assert (s["ravdess_speech"].present, s["ravdess_song"].present, s["tess"].present) == \
         (60, 44, 5)
@@ -624,11 +626,11 @@ def test_from_shared_layout(shared_data, dirs, tmp_path, capsys):
     assert snapshot(dirs["features"], dirs["tess"]) == before
     victim = dirs["features"] / "Actor_01" / speech[0].name
     victim.write_bytes(b"truncated")
-    s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
+    s = ser.download.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         expected={"tess": {"total": 5}}, progress=False)
     assert s["ravdess_speech"].replaced == 0 and s["ravdess_speech"].present == 59
     assert victim.read_bytes() == b"truncated"
-    s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
+    s = ser.download.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         expected={"tess": {"total": 5}}, progress=False, force=True)
     assert s["ravdess_speech"].replaced == 1
     assert victim.read_bytes() == speech[0].read_bytes()
@@ -654,7 +656,7 @@ def test_from_official_zip_names(shared_data, dirs, tmp_path, capsys):
             zf.write(f, f"{top}/{f.parent.name}/{f.name}")
         zf.writestr(f"__MACOSX/{top}/._x.wav", b"junk")
 
-    s = dd.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
+    s = ser.download.import_local(src, features_dir=dirs["features"], tess_dir=dirs["tess"],
                         expected={"tess": {"total": len(tess)}}, progress=False)
     assert (s["ravdess_speech"].placed, s["ravdess_song"].placed, s["tess"].placed) == \
         (60, 44, 6)
@@ -788,7 +790,7 @@ def test_listing_entry_leaving_the_tess_folder_is_refused(kind, mirror, dirs, tm
     mirror.listing_edit = edit
     before = paths_outside(tmp_path, dirs)
     # Strict (the counts match: 4 entries): refused, one line naming the entry, nothing placed.
-    with pytest.raises(dd.DownloadError) as e:
+    with pytest.raises(ser.download.DownloadError) as e:
         download(mirror, dirs, corpora=["tess"])
     msg = str(e.value)
     assert "\n" not in msg and "unsafe" in msg and "refused" in msg, msg
@@ -878,7 +880,7 @@ def test_zip_member_is_not_placed_with_wider_permissions(dirs, tmp_path):
         zf.writestr(info, wav_bytes(1))
     z = tmp_path / "one.zip"
     z.write_bytes(buf.getvalue())
-    dd.import_local(z, features_dir=dirs["features"], tess_dir=dirs["tess"], strict=False,
+    ser.download.import_local(z, features_dir=dirs["features"], tess_dir=dirs["tess"], strict=False,
                     progress=False)
     assert stat.S_IMODE((dirs["features"] / name).stat().st_mode) == 0o600
 
@@ -963,7 +965,7 @@ def test_from_folder_where_nothing_can_be_done(dirs, tmp_path, capsys):
 
 
 # ---- unreadable folders and files: as an unprivileged user ---------------------------------
-UNSET = (dd.ENV_BASE_URL,)   # the child must not use a mirror
+UNSET = (ser.download.ENV_BASE_URL,)   # the child must not use a mirror
 
 
 def test_unreadable_folders_and_files_are_named_counted_and_fatal_when_strict(open_tmp):
@@ -1012,7 +1014,7 @@ def test_downloaded_file_that_is_not_audio_is_not_placed(mirror, dirs, capsys):
     mirror.tess[bad_dest] = SCRIPT                     # the server's checksum is of the script
     mirror.tess_md5[bad_dest] = md5(SCRIPT)
     mirror.build()
-    with pytest.raises(dd.DownloadError) as e:         # strict: nothing placed
+    with pytest.raises(ser.download.DownloadError) as e:         # strict: nothing placed
         download(mirror, dirs, corpora=["tess"])
     assert "OA_bite_neutral.wav" in str(e.value) and "not readable audio" in str(e.value)
     assert audio_files(dirs["tess"]) == []

@@ -25,12 +25,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import live_predictions as lp
-import ser_common as sc
+import live_predictions
+import ser.adaptation
+import ser.audio
+import ser.checkpoint
+import ser.corpora
+import ser.features
+import ser.paths
+import ser.predict
+import ser.scan
+import ser.stream
 from pulse import pulse_server  # noqa: F401  (session fixture)
 from tiny_model import build_tiny_model, training_files
 
-SCRIPT = sc.ROOT / "live_predictions.py"
+SCRIPT = ser.paths.ROOT / "live_predictions.py"
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,8 +50,8 @@ def model(tmp_path_factory, shared_data) -> Path:
 
 
 @pytest.fixture(scope="module")
-def predictor(model) -> lp.Predictor:
-    return lp.Predictor(model)
+def predictor(model) -> ser.predict.Predictor:
+    return ser.predict.Predictor(model)
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +67,12 @@ def files(shared_data) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def confident_file(predictor, shared_data) -> tuple[Path, lp.Prediction]:
+def confident_file(predictor, shared_data) -> tuple[Path, ser.predict.Prediction]:
     """A training file whose prediction is clear, untrimmed and trimmed alike."""
     best = None
     for f in training_files(shared_data):
         whole = predictor.predict_file(f)
-        trimmed = predictor.predict_signal(lp.trim_silence(sc.load_audio(f)))
+        trimmed = predictor.predict_signal(ser.audio.trim_silence(ser.audio.load_audio(f)))
         if whole.emotion != trimmed.emotion:
             continue
         margin = min(_margin(whole), _margin(trimmed))
@@ -74,7 +82,7 @@ def confident_file(predictor, shared_data) -> tuple[Path, lp.Prediction]:
     return best[1], best[2]
 
 
-def _margin(p: lp.Prediction) -> float:
+def _margin(p: ser.predict.Prediction) -> float:
     (_, a), (_, b) = p.top(2)
     return a - b
 
@@ -89,8 +97,8 @@ def _json_lines(text: str) -> list[dict]:
 def test_predictor_reads_every_format(predictor, files):
     for name, f in files.items():
         p = predictor.predict_file(f)
-        assert p.emotion in sc.EMOTIONS, name
-        assert set(p.probabilities) == set(sc.EMOTIONS)
+        assert p.emotion in ser.corpora.EMOTIONS, name
+        assert set(p.probabilities) == set(ser.corpora.EMOTIONS)
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
         assert p.confidence == max(p.probabilities.values())
     assert predictor.backend in ("litert", "tf.function")
@@ -98,7 +106,7 @@ def test_predictor_reads_every_format(predictor, files):
 
 
 def test_backends_agree(model, predictor, files):
-    tf_pred = lp.Predictor(model, backend="tf")
+    tf_pred = ser.predict.Predictor(model, backend="tf")
     assert tf_pred.backend == "tf.function"
     for f in files.values():
         assert (tf_pred.predict_file(f).probabilities
@@ -108,9 +116,9 @@ def test_backends_agree(model, predictor, files):
 def test_without_litert_auto_falls_back(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)          # import now fails
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    assert lp.Predictor(model).backend == "tf.function"
-    with pytest.raises(lp.ModelError, match="pip install ai-edge-litert"):
-        lp.Predictor(model, backend="litert")
+    assert ser.predict.Predictor(model).backend == "tf.function"
+    with pytest.raises(ser.predict.ModelError, match="pip install ai-edge-litert"):
+        ser.predict.Predictor(model, backend="litert")
 
 
 def test_predict_signal_any_rate_matches_file(predictor, files):
@@ -127,15 +135,15 @@ def test_json_batch_with_bad_files(model, files, tmp_path, capsys):
     missing = tmp_path / "missing.flac"
     args = [str(files["ravdess"]), str(text), str(files["stereo48k"]), str(missing),
             str(files["tess"])]
-    rc = lp.main(["--json", "--model", str(model), *args])
+    rc = live_predictions.main(["--json", "--model", str(model), *args])
     out, err = capsys.readouterr()
     assert rc == 1
     rows = _json_lines(out)
     assert [r["file"] for r in rows] == args
     for r in (rows[0], rows[2], rows[4]):
         assert set(r) == {"file", "emotion", "confidence", "probabilities"}
-        assert r["emotion"] in sc.EMOTIONS
-        assert list(r["probabilities"]) == list(sc.EMOTIONS)
+        assert r["emotion"] in ser.corpora.EMOTIONS
+        assert list(r["probabilities"]) == list(ser.corpora.EMOTIONS)
         assert r["confidence"] == max(r["probabilities"].values())
     assert set(rows[1]) == {"file", "error"} and "not readable audio" in rows[1]["error"]
     assert set(rows[3]) == {"file", "error"} and "file not found" in rows[3]["error"]
@@ -144,29 +152,29 @@ def test_json_batch_with_bad_files(model, files, tmp_path, capsys):
 
 def test_text_output_and_folders(model, shared_data, capsys):
     folder = shared_data / "originals" / "ravdess_speech"
-    rc = lp.main(["--model", str(model), "--top", "2", str(folder)])
+    rc = live_predictions.main(["--model", str(model), "--top", "2", str(folder)])
     out, err = capsys.readouterr()
     assert rc == 0, err
     lines = out.strip().splitlines()
-    assert len(lines) == len(sc.list_audio_files(folder)) == 3
+    assert len(lines) == len(ser.scan.list_audio_files(folder)) == 3
     for line in lines:
         path, rest = line.split(": ", 1)
         assert Path(path).exists()
-        assert rest.split()[0] in sc.EMOTIONS
+        assert rest.split()[0] in ser.corpora.EMOTIONS
         assert rest.count(",") == 0 and "(" in rest      # top 2: the best plus one other
 
 
 def test_many_files_load_the_model_once(model, files, monkeypatch, capsys):
     calls = []
-    real = sc.load_model
+    real = ser.checkpoint.load_model
 
     def counting(*a, **kw):
         calls.append(a)
         return real(*a, **kw)
-    monkeypatch.setattr(sc, "load_model", counting)
+    monkeypatch.setattr(ser.predict, "load_model", counting)
     paths = [str(files["ravdess"]), str(files["tess"])] * 75
     t0 = time.perf_counter()
-    rc = lp.main(["--json", "--model", str(model), *paths])
+    rc = live_predictions.main(["--json", "--model", str(model), *paths])
     elapsed = time.perf_counter() - t0
     rows = _json_lines(capsys.readouterr().out)
     assert rc == 0 and len(rows) == 150 and len(calls) == 1
@@ -174,19 +182,19 @@ def test_many_files_load_the_model_once(model, files, monkeypatch, capsys):
 
 
 def test_silent_and_short_clips_are_no_speech(model, files, tmp_path, capsys):
-    y = sc.load_audio(files["ravdess"])
+    y = ser.audio.load_audio(files["ravdess"])
     clips = {
-        "silent.wav": np.zeros(3 * sc.SAMPLE_RATE, np.float32),
-        "hiss.wav": (np.random.default_rng(0).standard_normal(3 * sc.SAMPLE_RATE)
+        "silent.wav": np.zeros(3 * ser.audio.SAMPLE_RATE, np.float32),
+        "hiss.wav": (np.random.default_rng(0).standard_normal(3 * ser.audio.SAMPLE_RATE)
                      * 1e-4).astype(np.float32),                      # peak ~ -70 dBFS
-        "short.wav": y[sc.SAMPLE_RATE: sc.SAMPLE_RATE + int(0.1 * sc.SAMPLE_RATE)],
-        "tiny.wav": y[sc.SAMPLE_RATE: sc.SAMPLE_RATE + 1000],        # < one FFT frame
+        "short.wav": y[ser.audio.SAMPLE_RATE: ser.audio.SAMPLE_RATE + int(0.1 * ser.audio.SAMPLE_RATE)],
+        "tiny.wav": y[ser.audio.SAMPLE_RATE: ser.audio.SAMPLE_RATE + 1000],        # < one FFT frame
     }
     paths = []
     for name, clip in clips.items():
-        sf.write(str(tmp_path / name), clip, sc.SAMPLE_RATE, subtype="FLOAT")
+        sf.write(str(tmp_path / name), clip, ser.audio.SAMPLE_RATE, subtype="FLOAT")
         paths.append(str(tmp_path / name))
-    rc = lp.main(["--json", "--model", str(model), *paths])
+    rc = live_predictions.main(["--json", "--model", str(model), *paths])
     rows = _json_lines(capsys.readouterr().out)
     assert rc == 1
     assert len(rows) == 4
@@ -197,50 +205,50 @@ def test_silent_and_short_clips_are_no_speech(model, files, tmp_path, capsys):
 def test_text_mode_errors_are_one_line(model, tmp_path, capsys):
     bad = tmp_path / "empty.wav"
     bad.write_bytes(b"")
-    rc = lp.main(["--model", str(model), str(bad)])
+    rc = live_predictions.main(["--model", str(model), str(bad)])
     out, err = capsys.readouterr()
     assert rc == 1 and out == ""
     assert err.strip().splitlines() == [f"error: {bad}: empty file (0 bytes)"]
 
 
 def test_missing_model(tmp_path, files, capsys):
-    rc = lp.main(["--model", str(tmp_path / "none.h5"), str(files["ravdess"])])
+    rc = live_predictions.main(["--model", str(tmp_path / "none.h5"), str(files["ravdess"])])
     out, err = capsys.readouterr()
     assert rc == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "model file not found" in lines[0]
-    with pytest.raises(lp.ModelError, match="model file not found"):
-        lp.Predictor(tmp_path / "none.h5")
+    with pytest.raises(ser.predict.ModelError, match="model file not found"):
+        ser.predict.Predictor(tmp_path / "none.h5")
 
 
 def _variant(model: Path, tmp_path: Path, name: str, sidecar: dict | None, **changes) -> Path:
     dest = tmp_path / f"{name}.h5"
     shutil.copy(model, dest)
-    meta = json.loads(sc.sidecar_path(model).read_text())
+    meta = json.loads(ser.checkpoint.sidecar_path(model).read_text())
     meta.update(changes)
     if sidecar is not None:
-        sc.sidecar_path(dest).write_text(json.dumps(meta))
+        ser.checkpoint.sidecar_path(dest).write_text(json.dumps(meta))
     return dest
 
 
 @pytest.mark.parametrize("name, changes, message", [
-    ("chroma", {"feature": "chroma", "feature_params": sc.feature_params("chroma")},
+    ("chroma", {"feature": "chroma", "feature_params": ser.features.feature_params("chroma")},
      "feature set 'chroma' has 12"),
-    ("combined", {"feature": "combined", "feature_params": sc.feature_params("combined"),
+    ("combined", {"feature": "combined", "feature_params": ser.features.feature_params("combined"),
                   "input_shape": [59, 1], "normalization": None}, "does not match its sidecar"),
     ("unknown_feature", {"feature": "mel", "feature_params": {}},
      "not one this version computes"),
     ("flat_mismatch", {"input_shape": [4, 10]}, "does not match its sidecar"),
-    ("old_params", {"feature_params": {**sc.feature_params("mfcc"), "n_fft": 1024}},
+    ("old_params", {"feature_params": {**ser.features.feature_params("mfcc"), "n_fft": 1024}},
      "retrain"),
-    ("labels", {"labels": list(reversed(sc.EMOTIONS))}, "label map"),
+    ("labels", {"labels": list(reversed(ser.corpora.EMOTIONS))}, "label map"),
     ("norm", {"normalization": {"mean": [0.0] * 12, "std": [1.0] * 12}},
      "normalization has 12 means"),
     ("adaptive", {"adaptation": "running-mean"}, "not implemented"),
 ])
 def test_mismatched_sidecar_is_refused(model, files, tmp_path, capsys, name, changes, message):
     bad = _variant(model, tmp_path, name, {}, **changes)
-    rc = lp.main(["--model", str(bad), str(files["ravdess"])])
+    rc = live_predictions.main(["--model", str(bad), str(files["ravdess"])])
     out, err = capsys.readouterr()
     assert rc == 2 and out == ""
     lines = err.strip().splitlines()
@@ -249,23 +257,23 @@ def test_mismatched_sidecar_is_refused(model, files, tmp_path, capsys, name, cha
 
 def test_missing_sidecar_and_wrong_class_count(model, files, tmp_path, capsys):
     bad = _variant(model, tmp_path, "nosidecar", None)
-    assert lp.main(["--model", str(bad), str(files["ravdess"])]) == 2
+    assert live_predictions.main(["--model", str(bad), str(files["ravdess"])]) == 2
     assert "sidecar not found" in capsys.readouterr().err
     import keras
     five = keras.Sequential([keras.Input((40, 1)), keras.layers.Flatten(),
                              keras.layers.Dense(5, activation="softmax")])
-    meta = json.loads(sc.sidecar_path(model).read_text())
-    sc.save_model(five, tmp_path / "five.h5", meta)
-    assert lp.main(["--model", str(tmp_path / "five.h5"), str(files["ravdess"])]) == 2
+    meta = json.loads(ser.checkpoint.sidecar_path(model).read_text())
+    ser.checkpoint.save_model(five, tmp_path / "five.h5", meta)
+    assert live_predictions.main(["--model", str(tmp_path / "five.h5"), str(files["ravdess"])]) == 2
     assert "is not 8 classes" in capsys.readouterr().err
 
 
 def test_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit) as e:
-        lp.main(["--help"])
+        live_predictions.main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for action in lp.build_parser()._actions:
+    for action in live_predictions.build_parser()._actions:
         assert action.help, action.option_strings
         for opt in action.option_strings:
             assert opt in text
@@ -275,7 +283,7 @@ def test_help_documents_every_flag(capsys):
                                   ["--stream", "--hop", "4"], ["--mic", "--seconds", "0"]])
 def test_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as e:
-        lp.main(argv)
+        live_predictions.main(argv)
     assert e.value.code == 2
 
 
@@ -283,28 +291,28 @@ def test_bad_arguments(argv, capsys):
 # Streaming and trimming logic on real audio (no device)
 # --------------------------------------------------------------------------------------------
 def test_trim_silence_keeps_the_sound():
-    sr = sc.SAMPLE_RATE
+    sr = ser.audio.SAMPLE_RATE
     tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr).astype(np.float32)
     y = np.concatenate([np.zeros(2 * sr, np.float32), tone, np.zeros(sr, np.float32)])
-    t = lp.trim_silence(y)
-    assert sr <= t.size <= sr + 2 * int(lp.TRIM_MARGIN_SECONDS * sr) + 2 * lp.LEVEL_FRAME
-    assert lp.trim_silence(np.zeros(sr, np.float32)).size == sr      # nothing loud: unchanged
+    t = ser.audio.trim_silence(y)
+    assert sr <= t.size <= sr + 2 * int(ser.audio.TRIM_MARGIN_SECONDS * sr) + 2 * ser.audio.LEVEL_FRAME
+    assert ser.audio.trim_silence(np.zeros(sr, np.float32)).size == sr      # nothing loud: unchanged
 
 
 def test_stream_processor_gates_and_hooks(predictor, files):
-    class Recording(lp.NoAdaptation):
+    class Recording(ser.adaptation.NoAdaptation):
         seen: list = []
 
         def observe(self, vector):
             self.seen.append(np.array(vector))
 
-    sr = sc.SAMPLE_RATE
-    speech = sc.load_audio(files["ravdess"])
+    sr = ser.audio.SAMPLE_RATE
+    speech = ser.audio.load_audio(files["ravdess"])
     y = np.concatenate([np.zeros(4 * sr, np.float32), speech, np.zeros(4 * sr, np.float32)])
     saved = predictor.adaptation
     predictor.adaptation = Recording(predictor.meta)
     try:
-        proc = lp.StreamProcessor(predictor, window=3.0, hop=0.5)
+        proc = ser.stream.StreamProcessor(predictor, window=3.0, hop=0.5)
         results = []
         for i in range(0, y.size, 1000):                 # device-sized blocks
             results += proc.feed(y[i:i + 1000])
@@ -317,10 +325,10 @@ def test_stream_processor_gates_and_hooks(predictor, files):
     assert results[0].prediction is None and results[0].reason == "no speech"
     assert results[-1].prediction is None
     judged = [r for r in results if r.prediction is not None]
-    assert judged and all(r.level_db >= lp.DEFAULT_GATE_DB for r in judged)
+    assert judged and all(r.level_db >= ser.stream.DEFAULT_GATE_DB for r in judged)
     assert len(seen) == len(judged) and seen[0].shape == (40,)
     row = judged[0].as_dict()
-    assert row["emotion"] in sc.EMOTIONS and len(row["probabilities"]) == 8
+    assert row["emotion"] in ser.corpora.EMOTIONS and len(row["probabilities"]) == 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,8 +367,8 @@ def test_portaudio_errors_become_device_errors(monkeypatch):
         return real_import(name, *a, **kw)
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_portaudio)
-    with pytest.raises(lp.DeviceError, match="libportaudio2"):
-        lp.input_device()
+    with pytest.raises(ser.stream.DeviceError, match="libportaudio2"):
+        ser.stream.input_device()
 
 
 def test_list_devices(pulse_server):
@@ -437,8 +445,8 @@ def test_mic_recording_predicts_like_the_file(pulse_server, model, confident_fil
     raw, rate = sf.read(str(rec), dtype="float32")
     assert np.abs(raw).max() > 0.05
     assert row["level_dbfs"] > -50
-    assert abs(row["speech_seconds"] - lp.trim_silence(sc.load_audio(source)).size
-               / sc.SAMPLE_RATE) < 0.5
+    assert abs(row["speech_seconds"] - ser.audio.trim_silence(ser.audio.load_audio(source)).size
+               / ser.audio.SAMPLE_RATE) < 0.5
     assert row["emotion"] == expected.emotion, (row, expected)
 
 
@@ -461,7 +469,7 @@ def test_stream_with_duration_prints_lines(pulse_server, model, confident_file, 
     assert proc.returncode == 0, stderr
     rows = _json_lines(out)
     assert [r["time"] for r in rows] == [3.0, 3.5, 4.0, 4.5]
-    assert any(r["emotion"] in sc.EMOTIONS for r in rows), rows
+    assert any(r["emotion"] in ser.corpora.EMOTIONS for r in rows), rows
     for r in rows:
         assert r["emotion"] is None or len(r["probabilities"]) == 8
 
@@ -561,13 +569,13 @@ def test_unreadable_folders_and_files_are_named_and_counted(model, files):
         prefix, env = how
         m = root / "model.h5"
         shutil.copy(model, m)
-        shutil.copy(sc.sidecar_path(model), sc.sidecar_path(m))
+        shutil.copy(ser.checkpoint.sidecar_path(model), ser.checkpoint.sidecar_path(m))
         inp = root / "in"
         (inp / "Actor_02").mkdir(parents=True)
         for name in ("good.flac", "locked.flac", "Actor_02/inside.flac"):
             shutil.copy(files["ravdess"], inp / name)
         (inp / "notes.txt").write_text("not audio\n")
-        for p in [inp, *inp.rglob("*"), m, sc.sidecar_path(m)]:
+        for p in [inp, *inp.rglob("*"), m, ser.checkpoint.sidecar_path(m)]:
             p.chmod(0o755 if p.is_dir() else 0o644)
         (inp / "locked.flac").chmod(0)
         (inp / "Actor_02").chmod(0)
@@ -577,7 +585,7 @@ def test_unreadable_folders_and_files_are_named_and_counted(model, files):
     assert r.returncode == 1, r.stderr
     rows = {row["file"]: row for row in _json_lines(r.stdout)}
     assert set(rows) == {str(inp / "Actor_02"), str(inp / "good.flac"), str(inp / "locked.flac")}
-    assert rows[str(inp / "good.flac")].get("emotion") in sc.EMOTIONS, rows
+    assert rows[str(inp / "good.flac")].get("emotion") in ser.corpora.EMOTIONS, rows
     locked = rows[str(inp / "locked.flac")]["error"]
     assert locked.startswith(f"{inp / 'locked.flac'}: ") and "permission denied" in locked
     assert "System error" not in locked
@@ -593,7 +601,7 @@ def test_unreadable_folders_and_files_are_named_and_counted(model, files):
 def test_empty_folder_is_said_to_be_empty(model, files, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    rc = lp.main(["--model", str(model), str(empty)])
+    rc = live_predictions.main(["--model", str(model), str(empty)])
     out, err = capsys.readouterr()
     assert rc == 2 and out == ""                     # nothing could be judged
     assert err.strip().splitlines() == [f"error: {empty}: empty folder (no files in it)"]
@@ -601,7 +609,7 @@ def test_empty_folder_is_said_to_be_empty(model, files, tmp_path, capsys):
     other = tmp_path / "other"
     (other / "sub").mkdir(parents=True)
     (other / "readme.txt").write_text("notes\n")
-    rc = lp.main(["--json", "--model", str(model), str(empty), str(other),
+    rc = live_predictions.main(["--json", "--model", str(model), str(empty), str(other),
                   str(files["ravdess"])])
     out, err = capsys.readouterr()
     assert rc == 1
@@ -610,7 +618,7 @@ def test_empty_folder_is_said_to_be_empty(model, files, tmp_path, capsys):
     assert rows[0]["error"] == f"{empty}: empty folder (no files in it)"
     assert rows[1]["error"].startswith(f"{other}: no audio files") and "1 other file" in \
         rows[1]["error"]
-    assert rows[2]["emotion"] in sc.EMOTIONS
+    assert rows[2]["emotion"] in ser.corpora.EMOTIONS
     assert f"skipped: {other / 'readme.txt'}: not an audio file" in err
     assert "1 of 1 files judged" in _summary(err)
 
@@ -620,14 +628,14 @@ def test_empty_folder_is_said_to_be_empty(model, files, tmp_path, capsys):
     ("deep_inside", None, "nested too deeply"),
     ("binary", bytes(range(256)) * 8, "not UTF-8 text"),
     ("format_text", {"format": "1"}, "format"),
-    ("newer_format", {"format": sc.SIDECAR_FORMAT + 1}, "newer"),
+    ("newer_format", {"format": ser.checkpoint.SIDECAR_FORMAT + 1}, "newer"),
     ("prior_weight", {"adaptation": "speaker", "speaker_prior_weight": "ten"},
      "speaker_prior_weight"),
 ])
 def test_malformed_sidecar_is_refused_naming_it(model, files, tmp_path, capsys, name, content,
                                                message):
     dest = _variant(model, tmp_path, name, {})
-    side = sc.sidecar_path(dest)
+    side = ser.checkpoint.sidecar_path(dest)
     if content is None:      # a valid sidecar with one key nested 200,000 levels deep
         text = side.read_text()
         side.write_text(text[:text.rindex("}")] + ', "extra": ' + "[" * 200_000
@@ -638,7 +646,7 @@ def test_malformed_sidecar_is_refused_naming_it(model, files, tmp_path, capsys, 
         side.write_bytes(content)
     else:
         side.write_text(content)
-    rc = lp.main(["--model", str(dest), str(files["ravdess"])])
+    rc = live_predictions.main(["--model", str(dest), str(files["ravdess"])])
     out, err = capsys.readouterr()
     assert rc == 2 and out == ""
     lines = err.strip().splitlines()
@@ -687,23 +695,23 @@ def lossy_folder(files, tmp_path_factory) -> tuple[Path, dict[str, int]]:
 def test_lossy_formats_decode_completely(lossy_folder):
     d, expected = lossy_folder
     for name, n in expected.items():
-        y = sc.load_audio(d / name)
+        y = ser.audio.load_audio(d / name)
         # the whole stream: at most the codec's delay and padding (< 0.1 s) more
-        assert -0.01 * sc.SAMPLE_RATE <= y.size - n < 0.1 * sc.SAMPLE_RATE, (name, y.size, n)
+        assert -0.01 * ser.audio.SAMPLE_RATE <= y.size - n < 0.1 * ser.audio.SAMPLE_RATE, (name, y.size, n)
 
 
 def test_lossy_formats_are_judged_like_wav(model, lossy_folder, tmp_path, capsys):
     d, expected = lossy_folder
-    rc = lp.main(["--json", "--model", str(model), str(d)])
+    rc = live_predictions.main(["--json", "--model", str(model), str(d)])
     out, err = capsys.readouterr()
     assert rc == 0, err
     rows = _json_lines(out)
     assert sorted(Path(r["file"]).name for r in rows) == sorted(expected)
-    assert all(r["emotion"] in sc.EMOTIONS for r in rows), rows
+    assert all(r["emotion"] in ser.corpora.EMOTIONS for r in rows), rows
     assert "skipped" not in err and "truncated" not in err
     # an --enrol folder of them: every one is used
     speaker = _variant(model, tmp_path, "speaker", {}, adaptation="speaker")
-    rc = lp.main(["--model", str(speaker), "--enrol", str(d), str(d / "clip.opus")])
+    rc = live_predictions.main(["--model", str(speaker), "--enrol", str(d), str(d / "clip.opus")])
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert f"adapted to the speaker from {len(expected)} enrolment recording(s)" in err
@@ -720,7 +728,7 @@ def test_long_recording_is_refused_from_its_header(model, files, tmp_path, capsy
     long = tmp_path / "long.wav"
     _quiet_noise_wav(long, 700)
     assert sf.info(str(long)).duration == 700
-    rc = lp.main(["--json", "--model", str(model), str(long), str(files["ravdess"])])
+    rc = live_predictions.main(["--json", "--model", str(model), str(long), str(files["ravdess"])])
     out, err = capsys.readouterr()
     assert rc == 1, err
     rows = _json_lines(out)
@@ -728,15 +736,15 @@ def test_long_recording_is_refused_from_its_header(model, files, tmp_path, capsy
     msg = rows[0]["error"]
     assert msg.startswith(f"{long}: 700 s long, more than the 600 s limit"), msg
     assert "--max-seconds" in msg
-    assert rows[1]["emotion"] in sc.EMOTIONS
+    assert rows[1]["emotion"] in ser.corpora.EMOTIONS
     # the limit is the user's to set: a 3.4 s clip is refused under --max-seconds 2
-    rc = lp.main(["--model", str(model), "--max-seconds", "2", str(files["ravdess"])])
+    rc = live_predictions.main(["--model", str(model), "--max-seconds", "2", str(files["ravdess"])])
     out, err = capsys.readouterr()
     assert rc == 1 and out == ""
     assert err.strip().splitlines()[0].startswith(
         f"error: {files['ravdess']}: 3 s long, more than the 2 s limit")
     with pytest.raises(SystemExit) as e:
-        lp.main(["--model", str(model), "--max-seconds", "0", str(files["ravdess"])])
+        live_predictions.main(["--model", str(model), "--max-seconds", "0", str(files["ravdess"])])
     assert e.value.code == 2
 
 
@@ -746,11 +754,11 @@ def test_length_limit_of_an_mp3_without_length_header(model, lossy_folder, capsy
     d, _ = lossy_folder
     lead_in = d / "lead_in.mp3"
     assert sf.info(str(lead_in)).duration > 10          # libsndfile's estimate
-    rc = lp.main(["--json", "--model", str(model), "--max-seconds", "10", str(lead_in)])
+    rc = live_predictions.main(["--json", "--model", str(model), "--max-seconds", "10", str(lead_in)])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert _json_lines(out)[0]["emotion"] in sc.EMOTIONS
-    rc = lp.main(["--json", "--model", str(model), "--max-seconds", "2", str(lead_in)])
+    assert _json_lines(out)[0]["emotion"] in ser.corpora.EMOTIONS
+    rc = live_predictions.main(["--json", "--model", str(model), "--max-seconds", "2", str(lead_in)])
     out, err = capsys.readouterr()
     assert rc == 1
     assert _json_lines(out)[0]["error"].startswith(f"{lead_in}: longer than the 2 s limit")
@@ -759,9 +767,9 @@ def test_length_limit_of_an_mp3_without_length_header(model, lossy_folder, capsy
 # --------------------------------------------------------------------------------------------
 # The shipped model, once it exists
 # --------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not sc.DEFAULT_MODEL.exists(), reason=f"{sc.DEFAULT_MODEL} not trained yet")
+@pytest.mark.skipif(not ser.paths.DEFAULT_MODEL.exists(), reason=f"{ser.paths.DEFAULT_MODEL} not trained yet")
 def test_shipped_model(files, capsys):
-    rc = lp.main(["--json", str(files["ravdess"]), str(files["tess"])])
+    rc = live_predictions.main(["--json", str(files["ravdess"]), str(files["tess"])])
     rows = _json_lines(capsys.readouterr().out)
     assert rc == 0 and len(rows) == 2
-    assert all(r["emotion"] in sc.EMOTIONS for r in rows)
+    assert all(r["emotion"] in ser.corpora.EMOTIONS for r in rows)

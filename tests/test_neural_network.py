@@ -4,8 +4,13 @@ import json
 import numpy as np
 import pytest
 
-import neural_network as NN
-import ser_common as C
+import neural_network
+import ser.checkpoint
+import ser.corpora
+import ser.features
+import ser.models
+import ser.protocols
+import ser.training
 from ser.files import dump_trusted
 
 
@@ -35,7 +40,7 @@ def synthetic_features(folder, *, actors=range(1, 11), tess=True, classes=range(
             "repetition": np.ones(len(rows), int)}
     folder.mkdir(parents=True, exist_ok=True)
     dump_trusted({"X": X, "y": y, "meta": meta, "feature": "mfcc",
-                  "params": C.feature_params("mfcc")}, folder / "features_mfcc.joblib")
+                  "params": ser.features.feature_params("mfcc")}, folder / "features_mfcc.joblib")
     return folder
 
 
@@ -44,19 +49,19 @@ def feats(tmp_path):
     return synthetic_features(tmp_path / "features")
 
 
-@pytest.mark.parametrize("name", list(NN.MODELS))
+@pytest.mark.parametrize("name", list(ser.models.MODELS))
 def test_every_model_learns_in_two_epochs(name, feats):
-    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
-    fold = NN.Fold(np.arange(len(ds)), None, np.arange(0))
-    cfg = NN.TrainConfig(epochs=2, batch_size=16, norm="global")
-    model, hist, norm, _ = NN.train_one(name, ds, fold, cfg)
+    ds = ser.protocols.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    fold = ser.protocols.Fold(np.arange(len(ds)), None, np.arange(0))
+    cfg = ser.training.TrainConfig(epochs=2, batch_size=16, norm="global")
+    model, hist, norm, _ = ser.training.train_one(name, ds, fold, cfg)
     assert len(hist["loss"]) == 2 and hist["loss"][1] < hist["loss"][0]
     assert model.output_shape == (None, 8)
 
 
 def test_speaker_folds_never_share_an_actor(feats):
-    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
-    folds = NN.split_speaker(ds, 1, k=5)
+    ds = ser.protocols.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    folds = ser.protocols.split_speaker(ds, 1, k=5)
     assert len(folds) == 5
     tested = []
     for f in folds:
@@ -69,21 +74,21 @@ def test_speaker_folds_never_share_an_actor(feats):
 
 
 def test_corpus_split_keeps_the_test_corpus_out(feats):
-    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
-    (f,) = NN.split_corpus(ds, 0, train_corpus="ravdess")
+    ds = ser.protocols.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    (f,) = ser.protocols.split_corpus(ds, 0, train_corpus="ravdess")
     assert set(ds.meta["corpus"][f.test]) == {"tess"}
     assert "tess" not in set(ds.meta["corpus"][np.concatenate([f.train, f.val])])
     assert not set(ds.meta["actor"][f.train]) & set(ds.meta["actor"][f.val])
-    (g,) = NN.split_corpus(ds, 0, train_corpus="tess")
+    (g,) = ser.protocols.split_corpus(ds, 0, train_corpus="tess")
     assert set(ds.meta["corpus"][np.concatenate([g.train, g.val])]) == {"tess"}
     assert "tess" not in set(ds.meta["corpus"][g.test])
-    assert C.EMOTIONS.index("calm") not in set(ds.y[g.test])
+    assert ser.corpora.EMOTIONS.index("calm") not in set(ds.y[g.test])
 
 
 def test_random_split_is_the_original_split_minus_validation(feats):
-    ds = NN.load_dataset("mfcc", "song+tess", features_dir=feats)
-    (o,) = NN.split_original(ds)
-    (r,) = NN.split_random(ds)
+    ds = ser.protocols.load_dataset("mfcc", "song+tess", features_dir=feats)
+    (o,) = ser.protocols.split_original(ds)
+    (r,) = ser.protocols.split_random(ds)
     np.testing.assert_array_equal(o.test, r.test)
     assert o.test_is_val and not r.test_is_val
     assert set(r.train) | set(r.val) == set(o.train) and not set(r.train) & set(r.val)
@@ -93,7 +98,7 @@ def test_reports_results_and_replacement(feats, tmp_path):
     media = tmp_path / "media"
     args = ["--features-dir", str(feats), "--media-dir", str(media), "--epochs", "2",
             "--quiet", "--no-save"]
-    assert NN.main(["--model", "all", "--protocol", "speaker", "--folds", "2", *args]) == 0
+    assert neural_network.main(["--model", "all", "--protocol", "speaker", "--folds", "2", *args]) == 0
     for name in ("loss.png", "accuracy.png", "confusion_matrix.png",
                  "classification_report.png", "classification_report.txt",
                  "model_comparison.png", "results.json", "results.md",
@@ -108,8 +113,8 @@ def test_reports_results_and_replacement(feats, tmp_path):
                   "adaptation"):
             assert k in r, k
         assert r["protocol"] == "speaker" and len(r["folds"]) == 2 and 0 <= r["uar"] <= 1
-    assert NN.main(["--protocol", "corpus", "--train-corpus", "ravdess", *args]) == 0
-    assert NN.main(["--model", "basic_cnn", "--protocol", "speaker", "--folds", "2",
+    assert neural_network.main(["--protocol", "corpus", "--train-corpus", "ravdess", *args]) == 0
+    assert neural_network.main(["--model", "basic_cnn", "--protocol", "speaker", "--folds", "2",
                     "--seed", "7", *args]) == 0
     recs2 = json.loads((media / "results.json").read_text())
     assert len(recs2) == 5     # the basic_cnn speaker record was replaced, corpus added
@@ -119,80 +124,80 @@ def test_reports_results_and_replacement(feats, tmp_path):
     assert corpus["train_corpus"] == "ravdess" and corpus["test_corpus"] == "tess"
     assert 0 <= corpus["uar_restricted"] <= 1 and 0 <= corpus["uar_8way"] <= 1
     assert "test-set-as-validation" not in (media / "results.md").read_text()
-    assert NN.main(["--protocol", "original", *args]) == 0
+    assert neural_network.main(["--protocol", "original", *args]) == 0
     assert "original (test-set-as-validation)" in (media / "results.md").read_text()
 
 
 def test_seeded_runs_repeat(feats, tmp_path):
-    ds = NN.load_dataset("mfcc", "song+tess", features_dir=feats)
-    (f,) = NN.split_random(ds, 3)
-    cfg = NN.TrainConfig(epochs=2, batch_size=32, norm="global", seed=3)
-    a = NN.train_one("basic_cnn", ds, f, cfg)[1]["loss"]
-    b = NN.train_one("basic_cnn", ds, f, cfg)[1]["loss"]
+    ds = ser.protocols.load_dataset("mfcc", "song+tess", features_dir=feats)
+    (f,) = ser.protocols.split_random(ds, 3)
+    cfg = ser.training.TrainConfig(epochs=2, batch_size=32, norm="global", seed=3)
+    a = ser.training.train_one("basic_cnn", ds, f, cfg)[1]["loss"]
+    b = ser.training.train_one("basic_cnn", ds, f, cfg)[1]["loss"]
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
 def test_h5_round_trip_sidecar_and_further_training(feats, tmp_path):
     out = tmp_path / "models" / "m.h5"
-    cfg = NN.TrainConfig(epochs=2, batch_size=32, norm="global")
-    side = NN.train_final("improved_cnn", subset="speech+song+tess", feature="mfcc", cfg=cfg,
+    cfg = ser.training.TrainConfig(epochs=2, batch_size=32, norm="global")
+    side = ser.training.train_final("improved_cnn", subset="speech+song+tess", feature="mfcc", cfg=cfg,
                           out=out, features_dir=feats, epochs=2)
-    model, meta = C.load_model(out)
+    model, meta = ser.checkpoint.load_model(out)
     assert {k: v for k, v in meta.items() if k != "format"} == side
-    assert meta["model"] == "improved_cnn" and meta["format"] == C.SIDECAR_FORMAT
-    for k in (*C.SIDECAR_KEYS, "trained_on", "training", "protocol", "versions"):
+    assert meta["model"] == "improved_cnn" and meta["format"] == ser.checkpoint.SIDECAR_FORMAT
+    for k in (*ser.checkpoint.SIDECAR_KEYS, "trained_on", "training", "protocol", "versions"):
         assert k in meta, k
-    assert meta["feature_params"] == C.feature_params("mfcc")
+    assert meta["feature_params"] == ser.features.feature_params("mfcc")
     assert meta["input_shape"] == [40, 1] and len(meta["normalization"]["mean"]) == 40
     assert meta["trained_on"]["corpora"] == ["ravdess_song", "ravdess_speech", "tess"]
-    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    ds = ser.protocols.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
     # the reloaded model predicts what the trained one did (retrain identically to compare)
-    keras_model, _, norm, _ = NN.train_one(
-        "improved_cnn", ds, NN.Fold(np.arange(len(ds)), None, np.arange(0)),
-        NN.TrainConfig(epochs=2, batch_size=32, norm="global"), epochs_fixed=True)
-    X = C.model_input(ds.X[:50], meta)
+    keras_model, _, norm, _ = ser.training.train_one(
+        "improved_cnn", ds, ser.protocols.Fold(np.arange(len(ds)), None, np.arange(0)),
+        ser.training.TrainConfig(epochs=2, batch_size=32, norm="global"), epochs_fixed=True)
+    X = ser.checkpoint.model_input(ds.X[:50], meta)
     np.testing.assert_allclose(model.predict(X, verbose=0), keras_model.predict(X, verbose=0),
                                atol=1e-5)
     # loading with compile=False, then compiling, allows further training
-    NN.compile_model(model, 1e-3)
+    ser.models.compile_model(model, 1e-3)
     h = model.fit(X, ds.y[:50], epochs=1, verbose=0)
     assert np.isfinite(h.history["loss"][0])
 
 
 def test_bad_input_is_a_clear_error(tmp_path, feats, capsys):
-    assert NN.main(["--features-dir", str(tmp_path / "none"), "--no-save"]) == 1
+    assert neural_network.main(["--features-dir", str(tmp_path / "none"), "--no-save"]) == 1
     assert "features not found" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no rows"):
         synthetic_features(tmp_path / "f2", tess=False)
-        NN.load_dataset("mfcc", "tess", features_dir=tmp_path / "f2")
+        ser.protocols.load_dataset("mfcc", "tess", features_dir=tmp_path / "f2")
     with pytest.raises(ValueError, match="single class"):
         synthetic_features(tmp_path / "f3", classes=[3])
-        NN.load_dataset("mfcc", "song", features_dir=tmp_path / "f3")
+        ser.protocols.load_dataset("mfcc", "song", features_dir=tmp_path / "f3")
     with pytest.raises(ValueError, match="unknown part"):
-        NN.parse_subset("song+voices")
-    assert NN.main(["--features-dir", str(feats), "--subset", "song+voices"]) == 1
+        ser.corpora.parse_subset("song+voices")
+    assert neural_network.main(["--features-dir", str(feats), "--subset", "song+voices"]) == 1
     assert "unknown part" in capsys.readouterr().err
 
 
 def test_ensemble_averages_members_trained_apart(feats, tmp_path):
-    ds = NN.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
-    (f,) = NN.split_random(ds, 0)
-    cfg = NN.TrainConfig(epochs=3, batch_size=32, norm="global", seed=5, ensemble=3)
-    model, hist, norm, _ = NN.train_one("mlp", ds, f, cfg)
+    ds = ser.protocols.load_dataset("mfcc", "speech+song+tess", features_dir=feats)
+    (f,) = ser.protocols.split_random(ds, 0)
+    cfg = ser.training.TrainConfig(epochs=3, batch_size=32, norm="global", seed=5, ensemble=3)
+    model, hist, norm, _ = ser.training.train_one("mlp", ds, f, cfg)
     assert len(hist["member_best_epochs"]) == 3
-    X = C.model_input(ds.X[f.test], {"normalization": norm, "input_shape": [40, 1]})
+    X = ser.checkpoint.model_input(ds.X[f.test], {"normalization": norm, "input_shape": [40, 1]})
     members = [model.get_layer(f"member{i}") for i in (1, 2, 3)]
     each = np.stack([m.predict(X, verbose=0) for m in members])
     np.testing.assert_allclose(model.predict(X, verbose=0), each.mean(axis=0), atol=1e-6)
     assert not np.allclose(each[0], each[1], atol=1e-3)        # other seeds, other members
     # member 1 is the single model of the same seed
-    single, *_ = NN.train_one("mlp", ds, f, dataclasses.replace(cfg, ensemble=1))
+    single, *_ = ser.training.train_one("mlp", ds, f, dataclasses.replace(cfg, ensemble=1))
     np.testing.assert_allclose(each[0], single.predict(X, verbose=0), atol=1e-5)
     # saved as one H5 with its sidecar, reloaded, predicts the same
     out = tmp_path / "ens.h5"
-    NN.train_final("mlp", subset="speech+song+tess", feature="mfcc", cfg=cfg, out=out,
+    ser.training.train_final("mlp", subset="speech+song+tess", feature="mfcc", cfg=cfg, out=out,
                    features_dir=feats, epochs=2)
-    loaded, meta = C.load_model(out)
+    loaded, meta = ser.checkpoint.load_model(out)
     assert meta["training"]["ensemble"] == 3
     assert len([layer for layer in loaded.layers if layer.name.startswith("member")]) == 3
-    assert NN.main(["--features-dir", str(feats), "--no-save", "--ensemble", "0"]) == 1
+    assert neural_network.main(["--features-dir", str(feats), "--no-save", "--ensemble", "0"]) == 1

@@ -13,12 +13,13 @@ from pathlib import Path
 
 
 from conftest import ROOT, SHARED_DATA, needs_data
+import ser.features
 from ser import numba_cache
 
 PY = sys.executable
-EXTRACT = ("import numpy as np, ser_common as C; "
+EXTRACT = ("import numpy as np, ser.features; "
            "t = np.arange(22050) / 22050; y = (0.3 * np.sin(2 * np.pi * 330 * t)).astype('f4'); "
-           "f = C.extract_features(y, sets=C.FEATURE_SETS); "
+           "f = ser.features.extract_features(y, sets=ser.features.FEATURE_SETS); "
            "print(' '.join(f'{v.sum():.6f}' for v in f.values()))")
 # librosa alone, without the project's check: what an unprotected process meets
 PLAIN_PITCH = ("import numpy as np, librosa; y = np.random.default_rng(0).standard_normal(22050); "
@@ -136,8 +137,7 @@ def test_new_user_parallel_extraction_then_every_shipped_model(tmp_path):
         p = run([PY, "create_features.py", "--feature", "all", "--jobs", "2", "--quiet",
                  "--features-dir", str(base / "features")], env)
         assert p.returncode == 0, f"round {r}: extraction: {explain(p)}"
-        import ser_common as C
-        assert len(list((base / "features").glob("features_*.joblib"))) == len(C.FEATURE_SETS)
+        assert len(list((base / "features").glob("features_*.joblib"))) == len(ser.features.FEATURE_SETS)
         for m in models:
             p = run([PY, "live_predictions.py", "--model", str(m), "--json",
                      *map(str, files[:3])], env)

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import create_features
-import neural_network as NN
-import ser_common as C
+import neural_network
+import ser.audio
+import ser.extract
+import ser.features
+import ser.protocols
+import ser.store
 from conftest import ROOT
 from ser import files as ser_files
 from test_neural_network import synthetic_features
@@ -24,7 +27,7 @@ from test_neural_network import synthetic_features
 SAFETY = 600   # seconds: a net for a hung process, never a speed requirement
 
 
-def tone(freq, seconds=1.0, sr=C.SAMPLE_RATE):
+def tone(freq, seconds=1.0, sr=ser.audio.SAMPLE_RATE):
     t = np.arange(int(sr * seconds)) / sr
     return (0.3 * np.sin(2 * np.pi * freq * t)
             + 0.01 * np.random.default_rng(int(freq)).standard_normal(t.size)).astype(np.float32)
@@ -35,7 +38,7 @@ def corpus(root: Path, n: int = 4) -> Path:
     a.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         sf.write(a / f"03-01-0{1 + i % 8}-01-01-0{1 + i // 8}-01.wav", tone(200 + 40 * i),
-                 C.SAMPLE_RATE)
+                 ser.audio.SAMPLE_RATE)
     return root
 
 
@@ -60,7 +63,7 @@ def test_received_features_file_cannot_run_code(tmp_path, capsys):
     feats.mkdir()
     marker = tmp_path / "pwned"
     joblib.dump({"X": _Payload(marker)}, feats / "features_mfcc.joblib")
-    rc = NN.main(["--features-dir", str(feats), "--epochs", "1", "--no-save",
+    rc = neural_network.main(["--features-dir", str(feats), "--epochs", "1", "--no-save",
                   "--media-dir", str(tmp_path / "media")])
     err = capsys.readouterr().err
     assert rc == 1 and not marker.exists()
@@ -71,7 +74,7 @@ def test_received_features_file_cannot_run_code(tmp_path, capsys):
 def test_trusted_features_load_and_foreign_ones_only_when_trusted(tmp_path):
     import joblib
     synthetic_features(tmp_path / "ours")          # written through ser.files.dump_trusted
-    assert len(NN.load_dataset("mfcc", "speech+song+tess", features_dir=tmp_path / "ours")) > 0
+    assert len(ser.protocols.load_dataset("mfcc", "speech+song+tess", features_dir=tmp_path / "ours")) > 0
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     data = joblib.load(tmp_path / "ours" / "features_mfcc.joblib")
@@ -79,11 +82,11 @@ def test_trusted_features_load_and_foreign_ones_only_when_trusted(tmp_path):
     data["X"] = data["X"] + np.random.default_rng().uniform(1, 2, size=(1, data["X"].shape[1]))
     joblib.dump(data, theirs / "features_mfcc.joblib")
     with pytest.raises(ser_files.UntrustedFileError, match="not written by this installation"):
-        NN.load_dataset("mfcc", "speech+song+tess", features_dir=theirs)
-    d = create_features.load_features("mfcc", features_dir=theirs, trust=True)
+        ser.protocols.load_dataset("mfcc", "speech+song+tess", features_dir=theirs)
+    d = ser.store.load_features("mfcc", features_dir=theirs, trust=True)
     np.testing.assert_array_equal(d["X"], data["X"])
     # the command line's --trust-features records them, so later runs read them too
-    rc = NN.main(["--features-dir", str(theirs), "--trust-features", "--epochs", "1",
+    rc = neural_network.main(["--features-dir", str(theirs), "--trust-features", "--epochs", "1",
                   "--no-save", "--media-dir", str(tmp_path / "media"), "--quiet"])
     assert rc == 0 and ser_files.is_trusted(theirs / "features_mfcc.joblib")
 
@@ -93,12 +96,12 @@ def test_trusted_features_load_and_foreign_ones_only_when_trusted(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_damaged_cache_entries_are_named_and_recomputed(tmp_path):
     feats = corpus(tmp_path / "features")
-    first = create_features.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
-    X0 = create_features.load_features("mfcc", features_dir=feats)["X"]
-    entries = sorted((feats / create_features.CACHE_DIRNAME).rglob("*.f32"))
+    first = ser.extract.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
+    X0 = ser.store.load_features("mfcc", features_dir=feats)["X"]
+    entries = sorted((feats / ser.extract.CACHE_DIRNAME).rglob("*.f32"))
     assert first["bad_cache"] == [] and len(entries) == 4
     good = entries[0].read_bytes()
-    nan = np.full(C.FEATURE_DIMS["mfcc"], np.nan, "<f4").tobytes()
+    nan = np.full(ser.features.FEATURE_DIMS["mfcc"], np.nan, "<f4").tobytes()
     import zlib
     damage = {
         entries[0]: b"",                                              # 0 bytes
@@ -108,18 +111,18 @@ def test_damaged_cache_entries_are_named_and_recomputed(tmp_path):
     }
     for p, b in damage.items():
         p.write_bytes(b)
-    r = create_features.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
+    r = ser.extract.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
     assert r["computed"] == 4 and len(r["bad_cache"]) == 4
     assert {line.split(":")[0] for line in r["bad_cache"]} == {str(p) for p in damage}
-    np.testing.assert_array_equal(create_features.load_features("mfcc", features_dir=feats)["X"],
+    np.testing.assert_array_equal(ser.store.load_features("mfcc", features_dir=feats)["X"],
                                   X0)
     # one flipped bit in a value
     b = bytearray(entries[1].read_bytes())
     b[5] ^= 0x10
     entries[1].write_bytes(bytes(b))
-    r = create_features.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
+    r = ser.extract.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
     assert r["computed"] == 1 and "checksum mismatch" in r["bad_cache"][0]
-    np.testing.assert_array_equal(create_features.load_features("mfcc", features_dir=feats)["X"],
+    np.testing.assert_array_equal(ser.store.load_features("mfcc", features_dir=feats)["X"],
                                   X0)
 
 
@@ -187,7 +190,7 @@ def test_full_and_read_only_disks_are_refused_before_the_work(tmp_path, tiny_dis
               "--feature", "all", "--quiet"])
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
     assert f"--out folder {tiny_disk}: only" in p.stderr and "MB needed" in p.stderr
-    assert not (feats / create_features.CACHE_DIRNAME).exists()     # refused before the work
+    assert not (feats / ser.extract.CACHE_DIRNAME).exists()     # refused before the work
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     p = _cli(["create_features.py", "--features-dir", str(feats), "--out",
               str(tiny_disk / "sub"), "--quiet"])
@@ -203,11 +206,11 @@ def test_full_and_read_only_disks_are_refused_before_the_work(tmp_path, tiny_dis
 
 def test_a_failed_write_leaves_no_partial_set(tmp_path):
     feats = corpus(tmp_path / "features")
-    create_features.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
+    ser.extract.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
     before = sha(feats / "features_mfcc.joblib")
     (feats / "features_stats.joblib").mkdir()     # the last output cannot be renamed into place
     with pytest.raises(ser_files.OutputError, match="no feature file was written or changed"):
-        create_features.extract(feats, feature_sets=["mfcc", "chroma", "stats"], jobs=1,
+        ser.extract.extract(feats, feature_sets=["mfcc", "chroma", "stats"], jobs=1,
                                 progress=False)
     assert sha(feats / "features_mfcc.joblib") == before
     assert not (feats / "features_chroma.joblib").exists()
@@ -219,16 +222,16 @@ def test_a_failed_write_leaves_no_partial_set(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_stale_temporary_files_are_cleaned_on_the_next_run(tmp_path):
     feats = corpus(tmp_path / "features")
-    create_features.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
+    ser.extract.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    cache = next((feats / create_features.CACHE_DIRNAME).rglob("*.f32")).parent
+    cache = next((feats / ser.extract.CACHE_DIRNAME).rglob("*.f32")).parent
     stale = [cache / f".x.f32.{dead}.abcd1234.tmp.f32",
              feats / f".features_mfcc.joblib.{dead}.abcd1234.tmp"]
     mine = cache / f".y.f32.{os.getpid()}.abcd1234.tmp.f32"      # a live writer's: kept
     for p in (*stale, mine):
         p.write_bytes(b"half")
-    create_features.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
+    ser.extract.extract(feats, feature_sets=["mfcc"], jobs=1, progress=False)
     assert not any(p.exists() for p in stale) and mine.exists()
 
 

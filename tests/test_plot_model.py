@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import plot_model
-import ser_common as sc
+import ser.paths
 from tiny_model import build_tiny_model
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -84,7 +84,7 @@ def test_help(capsys):
 
 
 @needs_dot
-@pytest.mark.skipif(not sc.DEFAULT_MODEL.exists(), reason=f"{sc.DEFAULT_MODEL} not trained yet")
+@pytest.mark.skipif(not ser.paths.DEFAULT_MODEL.exists(), reason=f"{ser.paths.DEFAULT_MODEL} not trained yet")
 def test_shipped_model(tmp_path):
     out = tmp_path / "model.png"
     assert plot_model.main(["--out", str(out)]) == 0

@@ -6,8 +6,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-import ser_common as C
 import tess_pipeline
+import ser.audio
+import ser.corpora
+import ser.scan
+import ser.tess
 from unprivileged import run_unprivileged
 from conftest import needs_data
 
@@ -22,33 +25,33 @@ def test_full_tess_is_placed_and_parses_back(shared_data, tmp_path):
     out = tmp_path / "features"
     assert tess_pipeline.main(["--source", str(shared_data / "tess"), "--out", str(out),
                                "--quiet"]) == 0
-    files = C.list_audio_files(out)
+    files = ser.scan.list_audio_files(out)
     assert len(files) == 2800
     per_actor = collections.Counter(p.parent.name for p in files)
     assert per_actor == {"Actor_25": 1400, "Actor_26": 1400}
-    per_emotion = collections.Counter(C.parse_ravdess_name(p).emotion for p in files)
+    per_emotion = collections.Counter(ser.corpora.parse_ravdess_name(p).emotion for p in files)
     assert set(per_emotion.values()) == {400} and len(per_emotion) == 7
-    manifest = C.read_tess_manifest(out / "tess_manifest.csv")
+    manifest = ser.corpora.read_tess_manifest(out / "tess_manifest.csv")
     assert len(manifest) == 2800
     for p in files:
-        back = C.parse_renamed_tess(p, manifest)
-        original = C.parse_tess_name(shared_data / "tess" / manifest[p.name]["source"])
+        back = ser.corpora.parse_renamed_tess(p, manifest)
+        original = ser.corpora.parse_tess_name(shared_data / "tess" / manifest[p.name]["source"])
         assert back == original
-        assert C.parse_ravdess_name(p).actor == C.TESS_ACTORS[back.speaker]
+        assert ser.corpora.parse_ravdess_name(p).actor == ser.corpora.TESS_ACTORS[back.speaker]
     # a second run changes nothing
     before = {p: p.stat().st_mtime_ns for p in files}
     m_before = (out / "tess_manifest.csv").stat().st_mtime_ns
     tess_pipeline.main(["--source", str(shared_data / "tess"), "--out", str(out), "--quiet"])
-    assert {p: p.stat().st_mtime_ns for p in C.list_audio_files(out)} == before
+    assert {p: p.stat().st_mtime_ns for p in ser.scan.list_audio_files(out)} == before
     assert (out / "tess_manifest.csv").stat().st_mtime_ns == m_before
 
 
 @needs_data
 def test_quirks_of_the_real_distribution(shared_data, tmp_path):
     out = tmp_path / "features"
-    r = tess_pipeline.run(shared_data / "originals" / "tess", out, progress=False)
+    r = ser.tess.run(shared_data / "originals" / "tess", out, progress=False)
     assert r["copied"] == 6 and r["skipped"] == 0
-    manifest = C.read_tess_manifest(out / "tess_manifest.csv")
+    manifest = ser.corpora.read_tess_manifest(out / "tess_manifest.csv")
     by_source = {row["source"]: row for row in manifest.values()}
     bite = by_source["OAF_neutral/OA_bite_neutral.wav"]
     assert (bite["speaker"], bite["word"], bite["emotion"], bite["actor"]) == \
@@ -56,8 +59,8 @@ def test_quirks_of_the_real_distribution(shared_data, tmp_path):
     # AIFF data named .wav and the 96 kHz file are copied and load through the shared loader
     for src in ("YAF_angry/YAF_germ_angry.wav", "OAF_Fear/OAF_food_fear.wav"):
         row = by_source[src]
-        y = C.load_audio(out / f"Actor_{row['actor']}" / row["name"])
-        assert y.dtype == np.float32 and len(y) > C.SAMPLE_RATE // 2
+        y = ser.audio.load_audio(out / f"Actor_{row['actor']}" / row["name"])
+        assert y.dtype == np.float32 and len(y) > ser.audio.SAMPLE_RATE // 2
 
 
 def test_bad_files_are_named_skipped_and_counted(tmp_path, capsys):
@@ -74,7 +77,7 @@ def test_bad_files_are_named_skipped_and_counted(tmp_path, capsys):
     assert "YAF_cat_happy.wav: not readable audio" in err.err
     assert "nonsense.wav: not a TESS name" in err.err
     assert "2 copied, 0 already in place, 2 skipped" in err.out
-    assert len(C.list_audio_files(out)) == 2
+    assert len(ser.scan.list_audio_files(out)) == 2
 
 
 def test_existing_different_content_is_not_overwritten(tmp_path, capsys):
@@ -82,10 +85,10 @@ def test_existing_different_content_is_not_overwritten(tmp_path, capsys):
     (src / "YAF_sad").mkdir(parents=True)
     _tone(src / "YAF_sad" / "YAF_bean_sad.wav")
     out = tmp_path / "features"
-    tess_pipeline.run(src, out, progress=False)
-    (dest,) = C.list_audio_files(out)
+    ser.tess.run(src, out, progress=False)
+    (dest,) = ser.scan.list_audio_files(out)
     _tone(src / "YAF_sad" / "YAF_bean_sad.wav", seconds=0.7)   # the source changed
-    r = tess_pipeline.run(src, out, progress=False)
+    r = ser.tess.run(src, out, progress=False)
     assert r["copied"] == 0 and r["skipped"] == 1
     assert "exists with different content" in r["problems"][0]
     assert sf.info(str(dest)).duration == 0.5
@@ -147,7 +150,7 @@ def test_symlink_leaving_the_source_is_not_followed(tmp_path, capsys):
     assert str(src / "YAF_happy" / "YAF_dog_happy.wav") in cap.err
     assert str(src / "OAF_sad") in cap.err and "symbolic link" in cap.err
     assert "1 copied, 0 already in place, 2 skipped" in cap.out
-    (placed,) = C.list_audio_files(out)
+    (placed,) = ser.scan.list_audio_files(out)
     assert placed.read_bytes() == private.read_bytes()
     assert stat.S_IMODE(placed.stat().st_mode) == 0o600         # not wider than its source
 

@@ -52,7 +52,7 @@ def open_tmp():
     probe = d / "probe"
     probe.mkdir(mode=0o000)
     try:
-        r = run_unprivileged("-c", f"import os, ser_common; os.listdir({str(probe)!r})")
+        r = run_unprivileged("-c", f"import os, ser.paths; os.listdir({str(probe)!r})")
     except OSError as e:
         r = subprocess.CompletedProcess([], 1, "", str(e))
     probe.rmdir()

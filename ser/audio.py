@@ -1,0 +1,273 @@
+"""Audio in: the one loader and resampler, signal checks and levels, the audio constants."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ser import numba_cache  # every librosa call goes through numba_cache.librosa()
+from ser.files import os_reason
+
+SAMPLE_RATE = 22050
+N_FFT = 2048
+HOP_LENGTH = 512
+MIN_SAMPLES = N_FFT            # shorter than one FFT frame cannot be judged
+SILENCE_PEAK_DBFS = -60.0      # a clip whose peak is below this is "silent"
+EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "FLAC", "CAF"})
+"""libsndfile formats whose header states the exact number of frames: only there is a file with
+fewer frames than declared refused as truncated. An MP3's length is an estimate (from its first
+frame's bit rate and the file size, unless a Xing/Info header states it), Ogg's comes from the
+last page present: for those a short read is not evidence of a cut file."""
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message names the file and the problem."""
+
+
+class AudioTooLong(AudioError):
+    """A file longer than the caller's limit (:func:`load_audio`'s ``max_seconds``)."""
+
+    def __init__(self, path, seconds: float | None, limit: float):
+        self.path, self.seconds, self.limit = path, seconds, limit
+        length = (f"{seconds:.0f} s long, more than" if seconds is not None else
+                  "longer than")
+        super().__init__(f"{path}: {length} the {limit:g} s limit")
+
+
+_UNKNOWN_FRAMES = 2 ** 62      # libsndfile's frame count of a stream of unknown length is 2**63-1
+
+
+def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE,
+               max_seconds: float | None = None) -> np.ndarray:
+    """Read any libsndfile format, mix to mono and resample with soxr (librosa's default).
+
+    This is the single loader of the project: training features and live predictions go
+    through it, so they cannot differ by resampler.
+
+    Parameters
+    ----------
+    path : path-like
+        WAV, FLAC, AIFF (also AIFF data named ``.wav``), Ogg Vorbis, Opus, MP3; any rate,
+        any channel count. A file is refused as truncated only where its container states an
+        exact length (:data:`EXACT_LENGTH_FORMATS`); an MP3 is decoded to the end of its
+        stream whatever length its header suggests (:func:`_read_mpeg`).
+    sr : int, keyword-only
+        Target sample rate.
+    max_seconds : float, optional, keyword-only
+        Refuse a longer file (:class:`AudioTooLong`), judged from its header before anything
+        is decoded wherever the header states the length (all but an MP3 without a Xing/Info
+        header, whose length libsndfile only estimates); never more than this is decoded.
+
+    Returns
+    -------
+    y : np.ndarray, shape (n_samples,), float32
+    """
+    import soundfile as sf
+    path = Path(path)
+    _check_readable_file(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            file_sr, fmt, declared = f.samplerate, f.format, f.frames
+            limit = None                      # frames: at most limit + 1 are decoded
+            if max_seconds is not None and math.isfinite(max_seconds):
+                limit = int(max_seconds * file_sr)
+            data = _read_mpeg(path, f.channels, limit) if fmt == "MP3" else None
+            if data is None:                  # the header states the length: judge it first
+                if limit is not None and limit < declared < _UNKNOWN_FRAMES:
+                    raise AudioTooLong(path, declared / file_sr, max_seconds)
+                data = f.read(-1 if limit is None else limit + 1, dtype="float32",
+                              always_2d=True)
+            if limit is not None and data.shape[0] > limit:
+                raise AudioTooLong(path, None, max_seconds)
+    except AudioError:
+        raise
+    except Exception as e:  # libsndfile's own errors are of several types
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AudioError(f"{path}: not readable audio ({msg})") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: no audio samples")
+    if fmt in EXACT_LENGTH_FORMATS and declared > 0 and data.shape[0] < declared:
+        raise AudioError(f"{path}: truncated ({data.shape[0]} of {declared} frames)")
+    missing = _wav_missing_bytes(path)
+    if missing:
+        raise AudioError(f"{path}: truncated WAV ({missing} bytes of its data chunk are missing)")
+    y = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    return resample(y, file_sr, sr=sr)
+
+
+def _read_mpeg(path: Path, channels: int, max_frames: int | None = None
+               ) -> np.ndarray | None:
+    """An MP3 decoded to the end of its stream, shape (n, channels); None when libsndfile
+    knows its exact length (a Xing/Info header states it), to be read the ordinary way.
+
+    Without such a header libsndfile estimates an MP3's length from the first frame's bit rate
+    and the file size, and never reads past the estimate: a VBR stream was cut to 40 % of its
+    audio without a word, and one that starts quietly was refused as "truncated (98496 of
+    376947 frames)". From a pipe, libsndfile cannot estimate and decodes until the stream ends.
+    At most ``max_frames + 1`` frames are decoded.
+    """
+    import threading
+
+    import soundfile as sf
+    r, w = os.pipe()
+    failed: list[OSError] = []
+
+    def feed() -> None:
+        try:
+            with open(w, "wb") as dst, open(path, "rb") as src:
+                while chunk := src.read(1 << 16):
+                    dst.write(chunk)
+        except BrokenPipeError:
+            pass                    # the reader has what it needs
+        except OSError as e:
+            failed.append(e)
+
+    writer = threading.Thread(target=feed, name="mp3-feed", daemon=True)
+    writer.start()
+    blocks, n = [], 0
+    try:
+        with sf.SoundFile(r, closefd=False) as f:
+            if f.seekable():        # the length is known: read the file itself
+                return None
+            while max_frames is None or n <= max_frames:
+                b = f.read(1 << 16, dtype="float32", always_2d=True)
+                if not len(b):
+                    break
+                blocks.append(b)
+                n += len(b)
+    finally:
+        os.close(r)
+        writer.join()
+    if failed:
+        raise AudioError(f"{path}: cannot read the file ({os_reason(failed[0])})")
+    return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+
+
+def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample mono audio to ``sr`` with soxr (librosa's default ``soxr_hq``).
+
+    The one resampling step of the project: :func:`load_audio` and live capture use it.
+
+    Returns
+    -------
+    y : np.ndarray, shape (n_samples_at_sr,), float32, contiguous
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if orig_sr != sr:
+        librosa = numba_cache.librosa()
+        y = librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type="soxr_hq")
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _check_readable_file(path: Path) -> None:
+    """Refuse, naming the real reason, a path that is not a readable, non-empty regular file
+    (libsndfile would only say "System error" or "Format not recognised")."""
+    import stat
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise AudioError(f"{path}: file not found") from None
+    except PermissionError:
+        raise AudioError(f"{path}: cannot read the file (permission denied on a folder "
+                         f"above it)") from None
+    except OSError as e:
+        raise AudioError(f"{path}: cannot read the file ({os_reason(e)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(f"{path}: a folder, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(f"{path}: not a regular file")
+    if st.st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise AudioError(f"{path}: cannot read the file ({os_reason(e)})") from None
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """For a RIFF/WAVE file, how many bytes of the declared data chunk are not in the file.
+
+    libsndfile silently reads what is there; a cut download should not pass as a short clip.
+    """
+    import struct
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, clen = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                if clen in (0, 0xFFFFFFFF):      # streaming writers leave it unset
+                    return 0
+                return max(0, pos + 8 + clen - size)
+            pos += 8 + clen + (clen & 1)
+    return 0
+
+
+def check_signal(y: np.ndarray, *, name: str = "signal") -> None:
+    """Refuse a signal that cannot be judged: too short, non-finite or silent."""
+    if y.ndim != 1:
+        raise AudioError(f"{name}: expected mono audio of shape (n,), got {y.shape}")
+    if y.shape[0] < MIN_SAMPLES:
+        raise AudioError(f"{name}: too short ({y.shape[0]} samples < {MIN_SAMPLES}, "
+                         f"one FFT frame)")
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+    peak = float(np.max(np.abs(y)))
+    if peak <= 10 ** (SILENCE_PEAK_DBFS / 20):
+        raise AudioError(f"{name}: silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS "
+                         f"< {SILENCE_PEAK_DBFS:.0f} dBFS), no speech detected")
+
+
+DEFAULT_TRIM_DB = -60.0        # --mic: leading/trailing frames quieter than this are cut
+TRIM_MARGIN_SECONDS = 0.1      # kept on each side of the trimmed speech
+LEVEL_FRAME = HOP_LENGTH    # frame length (samples) for levels, trimming and the gate
+LEVEL_PERCENTILE = 95          # speech level = this percentile of frame RMS in dBFS
+
+
+def frame_levels_db(y: np.ndarray, frame: int = LEVEL_FRAME) -> np.ndarray:
+    """RMS level in dBFS of consecutive ``frame``-sample frames (the tail is its own frame)."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.size == 0:
+        return np.full(1, -200.0)
+    n = math.ceil(y.size / frame)
+    padded = np.zeros(n * frame, dtype=np.float32)
+    padded[:y.size] = y
+    f = padded.reshape(n, frame)
+    counts = np.full(n, frame, dtype=np.float64)
+    counts[-1] = y.size - (n - 1) * frame
+    ms = np.einsum("ij,ij->i", f, f, dtype=np.float64) / counts
+    return 10.0 * np.log10(np.maximum(ms, 1e-20))
+
+
+def speech_level_db(y: np.ndarray, frame: int = LEVEL_FRAME,
+                    percentile: float = LEVEL_PERCENTILE) -> float:
+    """A robust loudness of the active part: the ``percentile`` of frame levels (dBFS)."""
+    return float(np.percentile(frame_levels_db(y, frame), percentile))
+
+
+def trim_silence(y: np.ndarray, *, threshold_db: float = DEFAULT_TRIM_DB, sr: int = SAMPLE_RATE,
+                 margin: float = TRIM_MARGIN_SECONDS, frame: int = LEVEL_FRAME) -> np.ndarray:
+    """Cut leading and trailing frames quieter than ``threshold_db`` dBFS, keeping a margin.
+
+    The threshold is absolute (like :data:`SILENCE_PEAK_DBFS`), so a recording's
+    room noise stays (the training clips contain their own pauses) and only the true silence
+    before and after a sound (muted input, a device still starting) is removed. Returns ``y``
+    unchanged when nothing is louder than the threshold (the caller then reports silence).
+    """
+    lv = frame_levels_db(y, frame)
+    loud = np.flatnonzero(lv >= threshold_db)
+    if loud.size == 0:
+        return y
+    pad = int(round(margin * sr))
+    start = max(0, loud[0] * frame - pad)
+    stop = min(y.size, (loud[-1] + 1) * frame + pad)
+    return y[start:stop]

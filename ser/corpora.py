@@ -1,0 +1,179 @@
+"""The corpora: labels, file-name parsing, speakers, and the table of corpora."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from ser.paths import FEATURES_DIR, TESS_MANIFEST
+
+EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+"""Label ``i`` is ``EMOTIONS[i]``; the RAVDESS emotion code is ``i + 1``."""
+LABEL_MAP = {i: name for i, name in enumerate(EMOTIONS)}
+N_CLASSES = len(EMOTIONS)
+
+
+# TESS emotion word -> RAVDESS emotion code; TESS speaker -> actor number in features/.
+TESS_EMOTION_CODES = {"neutral": 1, "happy": 3, "sad": 4, "angry": 5, "fear": 6,
+                      "disgust": 7, "ps": 8}
+
+TESS_FOLDER_EMOTIONS = {"pleasant_surprise": "ps", "pleasant_surprised": "ps"}
+TESS_ACTORS = {"YAF": 25, "OAF": 26}
+TESS_SPEAKERS = {v: k for k, v in TESS_ACTORS.items()}
+
+
+# Expected sizes of the corpora (files).
+RAVDESS_SPEECH_PER_ACTOR = 60
+TESS_FILES = 2800
+CORPORA = ("ravdess_speech", "ravdess_song", "tess")
+
+
+class RavdessName(NamedTuple):
+    """Fields of a RAVDESS file name ``MM-VV-EE-II-SS-RR-AA``."""
+    modality: int
+    vocal_channel: int     # 1 speech, 2 song
+    emotion: int           # RAVDESS code 1..8
+    intensity: int         # 1 normal, 2 strong
+    statement: int
+    repetition: int
+    actor: int
+
+    @property
+    def label(self) -> int:
+        """Class index 0..7 (emotion code - 1)."""
+        return self.emotion - 1
+
+    @property
+    def corpus(self) -> str:
+        """``tess`` for actors 25/26, else ``ravdess_speech`` or ``ravdess_song``."""
+        if self.actor in TESS_SPEAKERS:
+            return "tess"
+        return "ravdess_speech" if self.vocal_channel == 1 else "ravdess_song"
+
+
+def parse_ravdess_name(path: str | os.PathLike) -> RavdessName:
+    """Parse a RAVDESS-style file name (also the renamed TESS files).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the broken rule.
+    """
+    stem = Path(path).name.split(".")[0]
+    parts = stem.split("-")
+    if len(parts) != 7 or not all(len(p) == 2 and p.isdigit() for p in parts):
+        raise ValueError(f"{path}: not a RAVDESS-style name (expected 7 two-digit fields "
+                         f"MM-VV-EE-II-SS-RR-AA, got {stem!r})")
+    f = RavdessName(*(int(p) for p in parts))
+    if not 1 <= f.emotion <= N_CLASSES:
+        raise ValueError(f"{path}: emotion code {f.emotion:02d} is not in 01..08")
+    if f.vocal_channel not in (1, 2):
+        raise ValueError(f"{path}: vocal channel {f.vocal_channel:02d} is not 01 or 02")
+    if f.intensity not in (1, 2):
+        raise ValueError(f"{path}: intensity {f.intensity:02d} is not 01 or 02")
+    if f.actor < 1:
+        raise ValueError(f"{path}: actor {f.actor:02d} is not >= 01")
+    return f
+
+
+class TessName(NamedTuple):
+    speaker: str   # "YAF" or "OAF"
+    word: str
+    emotion: str   # key of TESS_EMOTION_CODES
+
+
+def parse_tess_name(path: str | os.PathLike) -> TessName:
+    """Parse an original TESS path ``<FOLDER>/<SPEAKER>_<word>_<emotion>.wav``.
+
+    The speaker is taken from the folder when the file's own prefix is not a TESS speaker
+    (the real corpus has ``OAF_neutral/OA_bite_neutral.wav``); the emotion from the file name,
+    else from the folder.
+    """
+    p = Path(path)
+    stem = p.name.split(".")[0]
+    parts = stem.split("_")
+    if len(parts) < 3:
+        raise ValueError(f"{path}: not a TESS name (expected SPEAKER_word_emotion)")
+    folder = p.parent.name
+    folder_speaker = folder.split("_")[0].upper()
+    speaker = parts[0].upper()
+    if speaker not in TESS_ACTORS:
+        if folder_speaker in TESS_ACTORS:
+            speaker = folder_speaker
+        else:
+            raise ValueError(f"{path}: unknown TESS speaker {parts[0]!r} (expected YAF or OAF, "
+                             f"from the name or the folder)")
+    emotion = parts[-1].lower()
+    if emotion not in TESS_EMOTION_CODES:
+        folder_emotion = "_".join(folder.split("_")[1:]).lower()
+        folder_emotion = TESS_FOLDER_EMOTIONS.get(folder_emotion, folder_emotion)
+        if folder_emotion in TESS_EMOTION_CODES:
+            emotion = folder_emotion
+        else:
+            raise ValueError(f"{path}: unknown TESS emotion {parts[-1]!r} "
+                             f"(expected one of {', '.join(TESS_EMOTION_CODES)})")
+    word = "_".join(parts[1:-1]).lower()
+    return TessName(speaker, word, emotion)
+
+
+TESS_WORDS_PER_STATEMENT = 99
+
+
+def tess_word_code(index: int) -> tuple[int, int]:
+    """Word number (0-based) -> (statement, repetition) fields of a renamed TESS file."""
+    if not 0 <= index < 99 * TESS_WORDS_PER_STATEMENT:
+        raise ValueError(f"TESS word index {index} out of range")
+    return index // TESS_WORDS_PER_STATEMENT + 1, index % TESS_WORDS_PER_STATEMENT + 1
+
+
+def tess_word_index(statement: int, repetition: int) -> int:
+    """Inverse of :func:`tess_word_code`."""
+    return (statement - 1) * TESS_WORDS_PER_STATEMENT + (repetition - 1)
+
+
+TESS_MANIFEST_FIELDS = ("name", "actor", "speaker", "emotion", "word", "word_index", "source")
+
+
+def read_tess_manifest(path: str | os.PathLike = TESS_MANIFEST) -> dict[str, dict]:
+    """The manifest written by tess_pipeline.py: renamed file name -> its row."""
+    import csv
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {row["name"]: row for row in csv.DictReader(f)}
+
+
+def parse_renamed_tess(path: str | os.PathLike, manifest: dict[str, dict]) -> TessName:
+    """(speaker, word, emotion) of a file renamed by tess_pipeline.py, from its name alone
+    for speaker and emotion and from the manifest's word numbering for the word."""
+    f = parse_ravdess_name(path)
+    if f.actor not in TESS_SPEAKERS:
+        raise ValueError(f"{path}: actor {f.actor} is not a TESS speaker (25 YAF, 26 OAF)")
+    code_to_emotion = {v: k for k, v in TESS_EMOTION_CODES.items()}
+    if f.emotion not in code_to_emotion:
+        raise ValueError(f"{path}: emotion code {f.emotion} does not occur in TESS")
+    index = tess_word_index(f.statement, f.repetition)
+    words = {int(r["word_index"]): r["word"] for r in manifest.values()}
+    if index not in words:
+        raise ValueError(f"{path}: word number {index} is not in the TESS manifest")
+    return TessName(TESS_SPEAKERS[f.actor], words[index], code_to_emotion[f.emotion])
+
+
+def actor_dirs(features_dir: str | os.PathLike = FEATURES_DIR) -> list[Path]:
+    """The ``Actor_XX`` folders under ``features_dir``, sorted."""
+    d = Path(features_dir)
+    return sorted(p for p in d.glob("Actor_*") if p.is_dir())
+
+
+SUBSET_CORPORA = {"speech": "ravdess_speech", "song": "ravdess_song", "tess": "tess"}
+
+
+def parse_subset(subset: str) -> list[str]:
+    """``song+tess`` -> ``["ravdess_song", "tess"]``; errors name the bad part."""
+    parts = [p.strip().lower() for p in subset.split("+") if p.strip()]
+    bad = [p for p in parts if p not in SUBSET_CORPORA]
+    if not parts or bad:
+        raise ValueError(f"subset {subset!r}: unknown part(s) {bad or subset!r}; join any of "
+                         f"{', '.join(SUBSET_CORPORA)} with '+', e.g. song+tess")
+    return [SUBSET_CORPORA[p] for p in dict.fromkeys(parts)]

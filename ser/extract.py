@@ -1,0 +1,333 @@
+"""Step 2's work: every file's feature vectors, cached per file, and their augmented copies."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ser import encoder as byols_encoder
+from ser import files as ser_files
+from ser.audio import AudioError, check_signal, load_audio
+from ser.augment import AUGMENT_SPEED, AUGMENT_VERSION, augment
+from ser.cluster import run_tasks
+from ser.corpora import RavdessName, actor_dirs, parse_ravdess_name
+from ser.features import (
+    CACHED_FEATURES,
+    FEATURE_DIMS,
+    extract_features,
+    feature_params,
+    needs_encoder,
+    params_hash,
+    parts_of,
+    set_vector,
+)
+from ser.files import atomic_path, clean_stale_tmp
+from ser.paths import FEATURES_DIR
+from ser.scan import scan_audio_files
+from ser.store import aug_output_path, output_bytes, output_path, write_all
+
+CACHE_DIRNAME = ".cache"
+
+
+def base_sets(feature_sets: list[str]) -> list[str]:
+    """The per-file sets to compute and cache (a composite set of
+    :data:`COMPOSITE_SETS` is built from its parts). When one of them needs the
+    BYOL-S encoder, its weights are checked here, once (one line if they are missing), rather
+    than failing every file."""
+    need = set()
+    for f in feature_sets:
+        need |= set(parts_of(f))
+    bases = [f for f in CACHED_FEATURES if f in need]
+    if any(needs_encoder(b) for b in bases):
+        byols_encoder.check_ready()
+    return bases
+
+
+def _file_key(path: Path, rel: str) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{rel}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+
+
+CACHE_SUFFIX = ".f32"   # float32 little-endian values, then their CRC-32 (4 bytes)
+
+
+def _cache_file(cache_dir: Path, base: str, key: str) -> Path:
+    params = feature_params(base)
+    return cache_dir / f"{base}-{params_hash(params)}" / key[:2] / f"{key}{CACHE_SUFFIX}"
+
+
+class BadCacheEntry(ValueError):
+    """A cache entry that is damaged (wrong size, checksum, or values): recomputed."""
+
+
+def _cache_read(path: Path, dim: int) -> np.ndarray:
+    """One cached vector of ``dim`` values, checked (size, CRC-32, finite).
+
+    Raises FileNotFoundError where there is none, :class:`BadCacheEntry` where it is damaged.
+    """
+    data = path.read_bytes()
+    if len(data) != 4 * dim + 4:
+        raise BadCacheEntry(f"{path}: {len(data)} bytes, {4 * dim + 4} expected")
+    if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        raise BadCacheEntry(f"{path}: checksum mismatch")
+    v = np.frombuffer(data, dtype="<f4", count=dim).astype(np.float32)
+    if not np.all(np.isfinite(v)):
+        raise BadCacheEntry(f"{path}: values are not finite")
+    return v
+
+
+def _cache_lookup(path: Path, dim: int, bad: list[str]) -> np.ndarray | None:
+    """The cached vector, or ``None`` (missing, or damaged: then named in ``bad``)."""
+    try:
+        return _cache_read(path, dim)
+    except FileNotFoundError:
+        return None
+    except BadCacheEntry as e:
+        bad.append(str(e))
+    except OSError as e:
+        bad.append(f"{path}: {e.strerror or e}")
+    return None
+
+
+def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tuple:
+    """Worker: load one file, compute the missing base sets, cache them.
+
+    Returns ``(rel, {set: vector}, None)`` or ``(rel, None, error message)``.
+    """
+    try:
+        y = load_audio(path)
+        check_signal(y, name=path)
+        vecs = extract_features(y, sets=tuple(todo))
+    except (AudioError, ValueError) as e:
+        return rel, None, str(e)
+    except Exception as e:   # a worker must never take the run down
+        return rel, None, f"{path}: {type(e).__name__}: {e}"
+    if cache_dir is not None:
+        key = _file_key(Path(path), rel)
+        for base, v in vecs.items():
+            _cache_write(_cache_file(Path(cache_dir), base, key), v)
+    return rel, vecs, None
+
+
+def _cache_write(dest: Path, v: np.ndarray) -> None:
+    """One cached vector with its checksum, written atomically (a killed worker leaves no
+    half file)."""
+    data = np.ascontiguousarray(v, dtype="<f4").tobytes()
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data + zlib.crc32(data).to_bytes(4, "little"))
+
+
+def _aug_cache_file(cache_dir: Path, base: str, key: str, copy: int) -> Path:
+    params = feature_params(base)
+    return (cache_dir / f"{base}-{params_hash(params)}-aug{AUGMENT_VERSION}-{copy}"
+            / key[:2] / f"{key}{CACHE_SUFFIX}")
+
+
+def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
+                 cache_dir: str | None) -> tuple:
+    """Worker: the missing (copy, base set) features of one file's augmented copies.
+
+    Each copy stands or falls alone (a copy the gain made silent does not take the file's
+    other copies with it), so the result does not depend on which copies were cached.
+    Returns ``(rel, {(copy, set): vector}, [one-line message per failed copy])``.
+    """
+    out, errors = {}, []
+    try:
+        y = load_audio(path)
+    except Exception as e:   # a worker must never take the run down
+        return rel, out, [f"{path}: augmented copies: {e}"]
+    for copy in sorted({c for c, _ in todo}):
+        try:
+            ya = augment(y, actor=actor, copy=copy, rel=rel)
+            vecs = extract_features(ya, sets=tuple(b for c, b in todo if c == copy))
+        except (AudioError, ValueError) as e:
+            errors.append(f"{path}: augmented copy {copy}: {e}")
+            continue
+        except Exception as e:   # a worker must never take the run down
+            errors.append(f"{path}: augmented copy {copy}: {type(e).__name__}: {e}")
+            continue
+        out.update({(copy, b): v for b, v in vecs.items()})
+    if cache_dir is not None:
+        key = _file_key(Path(path), rel)
+        for (copy, base), v in out.items():
+            _cache_write(_aug_cache_file(Path(cache_dir), base, key, copy), v)
+    return rel, out, errors
+
+
+def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, RavdessName]], list[str]]:
+    """Audio files of every Actor_XX folder with their parsed names; unparseable ones listed."""
+    files, problems = [], []
+    for d in actor_dirs(features_dir):
+        scan = scan_audio_files(d)
+        # never dropped without a word: folders that cannot be read, files that cannot be looked
+        # at (hidden entries and other extensions are left out quietly, as always)
+        problems += [f"{q}: cannot read the folder ({why})" for q, why in scan.unreadable]
+        problems += [f"{q}: {why}" for q, why in scan.left_out
+                     if why.startswith(("cannot", "broken link"))]
+        for p in scan.files:
+            rel = p.relative_to(features_dir).as_posix()
+            try:
+                files.append((p, rel, parse_ravdess_name(p)))
+            except ValueError as e:
+                problems.append(str(e))
+    return files, problems
+
+
+def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: Path | None,
+               *, jobs: int, backend: str | None, scheduler: str | None, see: Path,
+               progress: bool, bad: list[str]) -> tuple[dict, list[str], int]:
+    """``{rel: {(copy, base set): vector}}`` for copies 1..``copies`` of every row (from the
+    cache or computed), the one-line messages of the copies that failed (e.g. made silent by
+    the gain: those rows keep their original features as the copy, so the arrays stay
+    aligned), and the number of files whose copies were computed."""
+    aug: dict[str, dict] = {}
+    tasks = []
+    wanted = [(c, b) for c in range(1, copies + 1) for b in bases]
+    for path, rel, name in rows:
+        have, todo = {}, list(wanted)
+        if cache_dir is not None:
+            key, todo = _file_key(path, rel), []
+            for c, b in wanted:
+                v = _cache_lookup(_aug_cache_file(cache_dir, b, key, c), FEATURE_DIMS[b], bad)
+                if v is None:
+                    todo.append((c, b))
+                else:
+                    have[c, b] = v
+        aug[rel] = have
+        if todo:
+            tasks.append((str(path), rel, name.actor, todo,
+                          str(cache_dir) if cache_dir is not None else None))
+    failed = []
+    for rel, vecs, errors in run_tasks(_process_aug, tasks, jobs=jobs, backend=backend,
+                                        scheduler=scheduler, see=see, desc="augmented copies",
+                                        progress=progress):
+        failed += errors
+        aug[rel].update(vecs)
+    for _, rel, _ in rows:
+        for c, b in wanted:
+            aug[rel].setdefault((c, b), originals[rel][b])
+    return aug, failed, len(tasks)
+
+
+def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
+            feature_sets: list[str] = ("mfcc",), jobs: int = -1, use_cache: bool = True,
+            progress: bool = True, out_dir: str | os.PathLike | None = None,
+            backend: str | None = None, scheduler: str | None = None,
+            augment: int = 0) -> dict:
+    """Extract ``feature_sets`` for every file and write the ``.joblib`` outputs.
+
+    With ``augment`` = N > 0, also N augmented copies of every file (:func:`augment`) go to
+    ``features_<set>_aug.joblib``: ``X`` of shape (N, n_files, dim), row-aligned with
+    ``features_<set>.joblib`` (same ``path`` order), for training folds only.
+
+    With ``scheduler`` (a Dask scheduler address) the files not in the cache are processed by
+    that cluster's workers (joblib's ``dask`` backend); the outputs are the same.
+
+    Returns
+    -------
+    dict
+        ``files`` (rows written), ``computed`` (files actually processed this run),
+        ``skipped`` (list of one-line messages), ``seconds``, ``outputs`` (paths).
+    """
+
+    t0 = time.perf_counter()
+    features_dir = Path(features_dir)
+    if scheduler:   # workers have another working directory
+        features_dir = features_dir.absolute()
+    out_dir = Path(out_dir) if out_dir else features_dir
+    feature_sets = list(feature_sets)
+    for f in feature_sets:
+        feature_params(f)  # raises on an unknown set before any work
+    if augment < 0:
+        raise ValueError(f"augment: the number of augmented copies must be >= 0, got {augment}")
+    if not features_dir.is_dir():
+        raise FileNotFoundError(f"{features_dir}: features folder not found "
+                                f"(run download_data.py and tess_pipeline.py first)")
+    files, skipped = collect_files(features_dir)
+    if not files:
+        raise ValueError(f"{features_dir}: no audio files with RAVDESS-style names under "
+                         f"Actor_XX/ folders")
+    bases = base_sets(feature_sets)
+    cache_dir = features_dir / CACHE_DIRNAME if use_cache else None
+    # where the work goes is checked before the work: one line, not a traceback at the end
+    ser_files.check_writable(out_dir, what="--out folder",
+                         need_bytes=output_bytes(len(files), feature_sets, augment))
+    clean_stale_tmp(out_dir)
+    if cache_dir is not None:
+        ser_files.check_writable(cache_dir, what="cache folder")
+        clean_stale_tmp(cache_dir, recursive=True)
+    bad: list[str] = []
+
+    results: dict[str, dict[str, np.ndarray]] = {}
+    tasks = []
+    for path, rel, _ in files:
+        have, todo = {}, []
+        if cache_dir is not None:
+            key = _file_key(path, rel)
+            for b in bases:
+                v = _cache_lookup(_cache_file(cache_dir, b, key), FEATURE_DIMS[b], bad)
+                if v is None:
+                    todo.append(b)
+                else:
+                    have[b] = v
+        else:
+            todo = list(bases)
+        results[rel] = have
+        if todo:
+            tasks.append((str(path), rel, todo, str(cache_dir) if cache_dir else None))
+
+    errors: dict[str, str] = {}
+    for rel, vecs, err in run_tasks(_process, tasks, jobs=jobs, backend=backend,
+                                     scheduler=scheduler, see=features_dir,
+                                     desc="features", progress=progress):
+        if err:
+            errors[rel] = err
+        else:
+            results[rel].update(vecs)
+    skipped += [errors[rel] for _, rel, _ in files if rel in errors]
+
+    rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
+    pending: list[tuple[dict, Path]] = []     # (data, destination), written all together
+    n_augmented, fallbacks = 0, []
+    for f in feature_sets:
+        if rows:
+            X = np.stack([set_vector(f, results[rel].__getitem__) for _, rel, _ in rows])
+        else:
+            X = np.zeros((0, FEATURE_DIMS[f]), np.float32)
+        X = X.astype(np.float32)
+        assert np.all(np.isfinite(X))
+        data = {"X": X,
+                "y": np.array([n.label for _, _, n in rows], dtype=np.int64),
+                "meta": {"path": np.array([rel for _, rel, _ in rows]),
+                         "corpus": np.array([n.corpus for _, _, n in rows]),
+                         "actor": np.array([n.actor for _, _, n in rows], dtype=np.int64),
+                         "vocal_channel": np.array([n.vocal_channel for _, _, n in rows],
+                                                   dtype=np.int64),
+                         "intensity": np.array([n.intensity for _, _, n in rows], np.int64),
+                         "statement": np.array([n.statement for _, _, n in rows], np.int64),
+                         "repetition": np.array([n.repetition for _, _, n in rows], np.int64)},
+                "feature": f, "params": feature_params(f)}
+        pending.append((data, output_path(out_dir, f)))
+    if augment > 0 and rows:
+        aug, fallbacks, n_augmented = _augmented(
+            rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
+            scheduler=scheduler, see=features_dir, progress=progress, bad=bad)
+        for f in feature_sets:
+            Xa = np.stack([np.stack([set_vector(f, lambda b: aug[rel][c, b])
+                                     for _, rel, _ in rows])
+                           for c in range(1, augment + 1)]).astype(np.float32)
+            pending.append(({"X": Xa, "path": np.array([rel for _, rel, _ in rows]),
+                             "feature": f, "params": feature_params(f),
+                             "augment": {"copies": augment, "version": AUGMENT_VERSION,
+                                         "speed": list(AUGMENT_SPEED)}},
+                            aug_output_path(out_dir, f)))
+    outputs = write_all(pending)
+    return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
+            "augmented": n_augmented,
+            "aug_fallbacks": fallbacks,
+            "skipped": skipped, "bad_cache": bad,
+            "seconds": time.perf_counter() - t0, "outputs": outputs}

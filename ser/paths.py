@@ -1,0 +1,13 @@
+"""Where the pipeline's folders are: the repository's features/, models/, media/, data/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent   # the repository (installed with pip install -e .)
+FEATURES_DIR = ROOT / "features"          # Actor_XX audio folders and the .joblib feature files
+MODELS_DIR = ROOT / "models"
+MEDIA_DIR = ROOT / "media"
+DATA_DIR = ROOT / "data"                  # downloads and the raw TESS tree
+TESS_SOURCE_DIR = DATA_DIR / "tess"       # where download_data.py leaves TESS for tess_pipeline.py
+TESS_MANIFEST = FEATURES_DIR / "tess_manifest.csv"
+DEFAULT_MODEL = MODELS_DIR / "Emotion_Voice_Detection_Model.h5"

@@ -1,0 +1,284 @@
+"""Live audio: input devices, recording, and the sliding-window stream."""
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ser.audio import SAMPLE_RATE, AudioError, speech_level_db
+from ser.predict import Prediction, Predictor
+
+DEFAULT_SECONDS = 3.0          # --mic recording length
+DEFAULT_WINDOW = 3.0           # --stream window
+DEFAULT_HOP = 0.5              # --stream hop
+DEFAULT_GATE_DB = -50.0        # --stream: a window whose speech level is below this is skipped
+DATA_TIMEOUT = 10.0            # seconds to wait for a capture stream to deliver audio
+
+
+class DeviceError(Exception):
+    """No usable audio input (PortAudio missing, no device, stream failed)."""
+
+
+def _sounddevice():
+    try:
+        import sounddevice as sd
+    except OSError as e:
+        raise DeviceError(f"audio input unavailable: {e} (install the PortAudio library: "
+                          f"Debian/Ubuntu apt-get install libportaudio2, macOS brew install "
+                          f"portaudio)") from None
+    except ImportError:
+        raise DeviceError("audio input unavailable: the sounddevice package is missing "
+                          "(pip install sounddevice)") from None
+    return sd
+
+
+def parse_device(device: str | int | None) -> str | int | None:
+    """``--device`` value: an index (digits) or a name (substring), or None for the default."""
+    if device is None or isinstance(device, int):
+        return device
+    device = device.strip()
+    return int(device) if device.isdigit() else device
+
+
+def input_device(device: str | int | None = None) -> dict:
+    """Describe the input device to use; DeviceError when there is none."""
+    sd = _sounddevice()
+    device = parse_device(device)
+    try:
+        info = sd.query_devices(device, kind="input")
+    except (sd.PortAudioError, ValueError) as e:
+        which = "default input device" if device is None else f"input device {device!r}"
+        hint = (" (see --list-devices)" if device is not None else
+                " (is a microphone connected? see --list-devices)")
+        raise DeviceError(f"no usable {which}: {str(e).splitlines()[0]}{hint}") from None
+    if info.get("max_input_channels", 0) < 1:
+        raise DeviceError(f"device {info['name']!r} has no input channels (see --list-devices)")
+    return dict(info)
+
+
+def list_devices(out=None) -> int:
+    """Print the audio devices; ``>`` marks the default input. Returns an exit status."""
+    out = sys.stdout if out is None else out
+    try:
+        sd = _sounddevice()
+        devices = sd.query_devices()
+    except DeviceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        default_in = sd.default.device[0]
+    except Exception:
+        default_in = -1
+    inputs = [d for d in devices if d["max_input_channels"] > 0]
+    if not inputs:
+        print("no input devices found (is a microphone connected, or a sound server running?)",
+              file=out)
+    for d in devices:
+        mark = ">" if d["index"] == default_in else " "
+        kind = ", ".join(k for k, n in (("in", d["max_input_channels"]),
+                                        ("out", d["max_output_channels"])) if n)
+        print(f"{mark} {d['index']:3d}  {d['name']}  ({kind}; {d['default_samplerate']:.0f} Hz)",
+              file=out)
+    return 0
+
+
+def _capture_rate(sd, device, info: dict, want: int = SAMPLE_RATE) -> int:
+    """Capture at the model's rate when the device allows it, else at its own default rate."""
+    try:
+        sd.check_input_settings(device=device, channels=1, dtype="float32", samplerate=want)
+        return want
+    except Exception:
+        return int(info["default_samplerate"])
+
+
+class Capture:
+    """A mono float32 input stream feeding a queue of blocks (callback thread -> caller)."""
+
+    def __init__(self, device: str | int | None = None, *, blocksize: int = 1024):
+        self.sd = _sounddevice()
+        self.device = parse_device(device)
+        self.info = input_device(self.device)
+        self.rate = _capture_rate(self.sd, self.device, self.info)
+        self.blocksize = blocksize
+        self.queue: queue.Queue[np.ndarray] = queue.Queue()
+        self.overflows = 0
+        self._stream = None
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status and status.input_overflow:
+            self.overflows += 1
+        self.queue.put(indata[:, 0].copy())
+
+    def __enter__(self) -> "Capture":
+        try:
+            self._stream = self.sd.InputStream(device=self.device, channels=1, dtype="float32",
+                                               samplerate=self.rate, blocksize=self.blocksize,
+                                               callback=self._callback)
+            self._stream.start()
+        except Exception as e:
+            raise DeviceError(f"cannot open input device {self.info['name']!r}: "
+                              f"{str(e).splitlines()[0]}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception:
+                pass
+
+    def get(self, timeout: float = DATA_TIMEOUT) -> np.ndarray:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise DeviceError(f"no audio arrived from {self.info['name']!r} within "
+                              f"{timeout:.0f} s") from None
+
+    def warm_up(self, seconds: float = 0.2) -> None:
+        """Wait until audio flows (the first stream of a process can take ~1.5 s), then drop
+        ``seconds`` more so that a device's start-up transient is not recorded."""
+        self.get()
+        drop = int(seconds * self.rate)
+        while drop > 0:
+            drop -= len(self.get())
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+def record(seconds: float = DEFAULT_SECONDS, device: str | int | None = None, *,
+           on_start: Callable[[dict], None] | None = None) -> tuple[np.ndarray, int]:
+    """Record ``seconds`` of mono audio after the stream has warmed up.
+
+    Returns the recording at the device's capture rate and that rate; ``on_start`` is called
+    (with the device description) when recording proper begins.
+    """
+    with Capture(device) as cap:
+        cap.warm_up()
+        if on_start:
+            on_start(cap.info)
+        need = int(round(seconds * cap.rate))
+        blocks, have = [], 0
+        deadline = time.monotonic() + seconds + DATA_TIMEOUT
+        while have < need:
+            b = cap.get(timeout=max(0.1, deadline - time.monotonic()))
+            blocks.append(b)
+            have += len(b)
+    return np.concatenate(blocks)[:need], cap.rate
+
+
+@dataclass
+class StreamResult:
+    """One hop of a stream: the window's end time, its level and a prediction or a reason."""
+    time: float
+    level_db: float
+    prediction: Prediction | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict:
+        d = {"time": round(self.time, 3), "level_dbfs": round(self.level_db, 1)}
+        if self.prediction is not None:
+            d.update(self.prediction.as_dict())
+        else:
+            d.update({"emotion": None, "reason": self.reason})
+        return d
+
+
+class StreamProcessor:
+    """Sliding-window judgement of running audio at SAMPLE_RATE, independent of any device.
+
+    Feed blocks of any size with :meth:`feed`; every ``hop`` seconds (once ``window`` seconds
+    have arrived) the last ``window`` seconds are judged. Windows whose speech level is below
+    ``gate_db`` dBFS are skipped as "no speech" without computing features. Windows that pass
+    go through ``predictor.predict_signal(..., adapt=True)``, i.e. the adaptation hook.
+    """
+
+    def __init__(self, predictor: Predictor, *, window: float = DEFAULT_WINDOW,
+                 hop: float = DEFAULT_HOP, gate_db: float = DEFAULT_GATE_DB,
+                 sr: int = SAMPLE_RATE):
+        if window <= 0 or hop <= 0:
+            raise ValueError("window and hop must be positive")
+        self.predictor, self.window, self.hop, self.gate_db, self.sr = (
+            predictor, window, hop, gate_db, sr)
+        self.n_window = int(round(window * sr))
+        self.n_hop = max(1, int(round(hop * sr)))
+        self._buf = np.zeros(self.n_window, dtype=np.float32)
+        self._fill = 0      # valid samples in _buf
+        self._since = 0     # samples since the last judgement
+        self._total = 0     # samples fed in all
+
+    def feed(self, block: np.ndarray) -> list[StreamResult]:
+        out = []
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        while block.size:
+            take = min(block.size, self.n_hop - self._since)
+            self._push(block[:take])
+            block = block[take:]
+            self._since += take
+            self._total += take
+            if self._since >= self.n_hop:
+                self._since = 0
+                if self._fill >= self.n_window:
+                    out.append(self.judge(self._buf.copy(), self._total / self.sr))
+        return out
+
+    def _push(self, x: np.ndarray) -> None:
+        n = x.size
+        if n >= self.n_window:
+            self._buf[:] = x[-self.n_window:]
+        else:
+            self._buf[:-n] = self._buf[n:]
+            self._buf[-n:] = x
+        self._fill = min(self.n_window, self._fill + n)
+
+    def judge(self, w: np.ndarray, t: float) -> StreamResult:
+        level = speech_level_db(w)
+        if level < self.gate_db:
+            return StreamResult(t, level, reason="no speech")
+        try:
+            return StreamResult(t, level, self.predictor.predict_signal(
+                w, self.sr, name=f"window at {t:.1f} s", adapt=True))
+        except AudioError:
+            return StreamResult(t, level, reason="no speech")
+
+
+class _StreamResampler:
+    """Block-wise resampling for a device that cannot capture at SAMPLE_RATE."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._rs = None
+        if rate != SAMPLE_RATE:
+            import soxr
+            self._rs = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        return block if self._rs is None else self._rs.resample_chunk(block)
+
+
+def run_stream(predictor: Predictor, emit: Callable[[StreamResult], None], *,
+               device: str | int | None = None, window: float = DEFAULT_WINDOW,
+               hop: float = DEFAULT_HOP, gate_db: float = DEFAULT_GATE_DB,
+               duration: float | None = None,
+               on_start: Callable[[dict], None] | None = None) -> StreamProcessor:
+    """Listen until Ctrl-C (KeyboardInterrupt propagates) or ``duration`` seconds of audio."""
+    proc = StreamProcessor(predictor, window=window, hop=hop, gate_db=gate_db)
+    with Capture(device) as cap:
+        cap.warm_up()
+        resample_block = _StreamResampler(cap.rate)
+        if on_start:
+            on_start(cap.info)
+        limit = None if duration is None else int(round(duration * SAMPLE_RATE))
+        got = 0
+        while limit is None or got < limit:
+            block = resample_block(cap.get())
+            if limit is not None:
+                block = block[:limit - got]
+            got += block.size
+            for r in proc.feed(block):
+                emit(r)
+    return proc

@@ -1,0 +1,390 @@
+"""Training and evaluation: one fold, a comparison over folds, the all-data model."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ser.adaptation import SPEAKER_PRIOR
+from ser.checkpoint import library_versions, model_input, save_model, sidecar_path
+from ser.cluster import exit_with_parent
+from ser.corpora import EMOTIONS
+from ser.features import feature_params
+from ser.files import atomic_path
+from ser.models import MODELS, build_model, compile_model, ensemble_of
+from ser.paths import FEATURES_DIR, MEDIA_DIR
+from ser.protocols import Dataset, Fold, load_dataset, make_folds, split_speaker
+from ser.reports import (
+    plot_comparison,
+    results_markdown,
+    update_results,
+    write_model_reports,
+)
+from ser.cluster import dask_backend
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 150
+    batch_size: int = 16
+    learning_rate: float = 0.001
+    patience: int = 10
+    seed: int = 42
+    norm: str = "none"          # none | global
+    augment: int = 0            # augmented copies of the training rows (ser/augment.py)
+    ensemble: int = 1           # members trained apart (seeds seed, seed+1, ...) and averaged
+    verbose: int = 0
+
+
+def fit_normalization(X: np.ndarray, norm: str) -> dict | None:
+    if norm == "none":
+        return None
+    if norm == "global":
+        mean = X.mean(axis=0)
+        std = X.std(axis=0)
+        std[std < 1e-8] = 1.0
+        return {"mean": mean.tolist(), "std": std.tolist()}
+    raise ValueError(f"unknown normalisation {norm!r} (none or global)")
+
+
+def train_one(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, *,
+              epochs_fixed: bool = False):
+    """Train ``model_name`` on ``fold``; returns (model, history dict, norm, seconds).
+
+    With ``cfg.ensemble`` = N > 1, N models are trained apart (seeds ``cfg.seed`` + 0..N-1,
+    each with its own early stopping) and returned as one averaging model
+    (:func:`ensemble_of`); the history is the first member's, its ``best_epoch`` the median
+    of the members'.
+    """
+    import keras
+    if cfg.ensemble > 1:
+        members, hists, seconds = [], [], 0.0
+        for i in range(cfg.ensemble):
+            one = replace(cfg, seed=cfg.seed + i, ensemble=1)
+            m, h, norm, sec = train_one(model_name, ds, fold, one, epochs_fixed=epochs_fixed)
+            members.append(m)
+            hists.append(h)
+            seconds += sec
+        hist = dict(hists[0])
+        hist["member_best_epochs"] = [h["best_epoch"] for h in hists]
+        hist["best_epoch"] = int(np.median(hist["member_best_epochs"]))
+        return ensemble_of(members, tuple(members[0].input_shape[1:])), hist, norm, seconds
+    keras.utils.set_random_seed(cfg.seed)
+    Xtr, ytr, _ = ds.training_rows(fold.train)
+    norm = fit_normalization(Xtr, cfg.norm)
+    meta = {"normalization": norm, "input_shape": [ds.X.shape[1], 1]}
+    Xtr = model_input(Xtr, meta)
+    model = compile_model(MODELS[model_name](tuple(meta["input_shape"])), cfg.learning_rate)
+    callbacks = []
+    val = None
+    if fold.val is not None and len(fold.val):
+        val = (model_input(ds.X[fold.val], meta), ds.y[fold.val])
+        if not fold.test_is_val and not epochs_fixed:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.patience, restore_best_weights=True,
+                start_from_epoch=5))
+    t0 = time.perf_counter()
+    h = model.fit(Xtr, ytr, batch_size=cfg.batch_size, epochs=cfg.epochs,
+                  validation_data=val, callbacks=callbacks, verbose=cfg.verbose, shuffle=True)
+    seconds = time.perf_counter() - t0
+    hist = {k: [float(v) for v in vals] for k, vals in h.history.items()}
+    best_epoch = len(hist["loss"])
+    if callbacks and callbacks[0].stopped_epoch > 0:
+        best_epoch = int(np.argmin(hist["val_loss"])) + 1
+    hist["best_epoch"] = best_epoch
+    return model, hist, norm, seconds
+
+
+def predict_proba(model, X: np.ndarray, norm: dict | None) -> np.ndarray:
+    meta = {"normalization": norm, "input_shape": [X.shape[1], 1]}
+    return np.asarray(model.predict(model_input(X, meta), batch_size=512, verbose=0))
+
+
+def metrics(y_true, y_pred, labels=None) -> dict:
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "uar": float(balanced_accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=labels,
+                                       zero_division=0)),
+            "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", labels=labels,
+                                          zero_division=0))}
+
+
+def corpus_uars(y_true, proba) -> dict:
+    """UAR restricted to the classes the test set has (argmax over them) and 8-way."""
+    from sklearn.metrics import balanced_accuracy_score
+    present = np.unique(y_true)
+    restricted = present[np.argmax(proba[:, present], axis=1)]
+    return {"uar_restricted": float(balanced_accuracy_score(y_true, restricted)),
+            "uar_8way": float(balanced_accuracy_score(y_true, np.argmax(proba, axis=1)))}
+
+
+def _adapt(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, TrainConfig, str]:
+    """The data and configuration the folds train on, and the adaptation's name."""
+    adaptation = "speaker" if cfg.norm == "speaker" else "none"
+    if adaptation == "speaker":
+        # every actor lies in one part of a speaker/corpus fold: statistics come from that
+        # actor's own unlabelled rows only
+        ds = ds.speaker_normalized()
+        cfg = replace(cfg, norm="none")
+    return ds, cfg, adaptation
+
+
+def _fold_result(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, protocol: str):
+    """Train and test one fold: ``((metrics, history, y_true, y_pred, epochs, seconds), model,
+    norm)``."""
+    model, hist, norm, s = train_one(model_name, ds, fold, cfg)
+    proba = predict_proba(model, ds.X[fold.test], norm)
+    pred = np.argmax(proba, axis=1)
+    m = metrics(ds.y[fold.test], pred)
+    if protocol == "corpus":
+        m.update(corpus_uars(ds.y[fold.test], proba))
+    return (m, hist, ds.y[fold.test], pred, len(hist["loss"]), s), model, norm
+
+
+def _fold_task(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, protocol: str,
+               weights: bool = False) -> tuple:
+    """One training of a comparison as a task for another process (a Dask worker): the
+    6-tuple of :func:`_fold_result` without the Keras model, plus ``(norm, the model's
+    weights)`` if ``weights``. Seeded by ``cfg.seed`` (train_one): the same wherever it runs."""
+    out, model, norm = _fold_result(model_name, ds, fold, cfg, protocol)
+    return (*out, norm, model.get_weights()) if weights else out
+
+
+def _fold_task_isolated(*args) -> tuple:
+    """:func:`_fold_task` in a child process of the Dask worker that runs this (one per worker
+    thread, reused: TensorFlow is imported once per worker).
+
+    A Dask worker runs a task in a thread beside its event loop, and that loop draws from
+    Python's global ``random`` (heartbeat jitter, connection back-off) while Keras draws its
+    default layer seeds from the same generator (``keras.random.SeedGenerator``); in the
+    worker's own process a seeded training would depend on the timing of heartbeats. In the
+    child the training thread is alone, as in a local run: the results are the local run's.
+    """
+    from joblib.externals.loky import get_reusable_executor
+    try:
+        from distributed import get_worker
+        n = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        n = 1
+    return get_reusable_executor(max_workers=n, initializer=exit_with_parent).submit(
+        _fold_task, *args).result()
+
+
+def _cluster_folds(models: list[str], ds: Dataset, folds: list[Fold], cfg: TrainConfig,
+                   protocol: str, scheduler: str, progress: bool = True) -> dict:
+    """Every (model, fold) training as a task on the Dask cluster at ``scheduler`` (joblib's
+    dask backend); returns, per model, the fold results as :func:`_fold_result` does (the
+    last fold's model rebuilt from its weights, for saving; ``None`` for the others)."""
+    import joblib
+    from tqdm import tqdm
+
+    ds, cfg, _ = _adapt(ds, cfg)
+    jobs = [(name, i) for name in models for i in range(len(folds))]
+    last = len(folds) - 1
+    with dask_backend(scheduler, scatter=[ds]):
+        gen = joblib.Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all",
+                              return_as="generator")(
+            joblib.delayed(_fold_task_isolated)(name, ds, folds[i], cfg, protocol,
+                                                   i == last)
+            for name, i in jobs)
+        results = list(tqdm(gen, total=len(jobs), desc=f"{protocol} on {scheduler}",
+                            unit="training", disable=not progress))
+    out = {name: [] for name in models}
+    for (name, i), r in zip(jobs, results):
+        model = norm = None
+        if i == last:
+            norm, weights = r[6:]
+            model = build_model(name, (int(ds.X.shape[1]), 1), cfg.ensemble)
+            model.set_weights(weights)
+        out[name].append((tuple(r[:6]), model, norm))
+    return out
+
+
+def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainConfig, *,
+                   protocol: str, subset: str, progress: bool = True,
+                   fold_results: list | None = None) -> dict:
+    """Train ``model_name`` on every fold; returns the record plus pooled predictions.
+
+    ``fold_results``: the folds' results computed elsewhere (:func:`_cluster_folds`).
+    """
+    from tqdm import tqdm
+    ds, cfg, adaptation = _adapt(ds, cfg)
+    per_fold, hists, y_all, p_all, epochs, secs, uars_c = [], [], [], [], [], [], []
+    last_model, last_norm = None, None
+    for i, fold in enumerate(tqdm(folds, desc=f"{model_name} [{protocol}]", unit="fold",
+                                  disable=not progress or len(folds) == 1
+                                  or fold_results is not None)):
+        (m, hist, y_true, pred, n_epochs, s), model, norm = (
+            _fold_result(model_name, ds, fold, cfg, protocol) if fold_results is None
+            else fold_results[i])
+        if protocol == "corpus":
+            uars_c.append(m)
+        per_fold.append(m)
+        hists.append(hist)
+        y_all.append(y_true)
+        p_all.append(pred)
+        epochs.append(n_epochs)
+        secs.append(s)
+        last_model, last_norm = model, norm
+    agg = {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
+    rec = {"model": model_name, "protocol": protocol, "subset": subset, "feature": ds.feature,
+           "adaptation": adaptation, "augmentation": ds.copies, "ensemble": cfg.ensemble,
+           **agg,
+           "epochs": float(np.mean(epochs)), "train_seconds": float(np.sum(secs)),
+           "seconds_per_epoch": float(np.sum(secs) / max(1, np.sum(epochs) * cfg.ensemble)),
+           "seed": cfg.seed, "batch_size": cfg.batch_size,
+           "norm": "speaker" if adaptation == "speaker" else cfg.norm,
+           "n_train": int(np.mean([len(f.train) for f in folds])),
+           "n_test": int(np.sum([len(f.test) for f in folds])),
+           "versions": library_versions()}
+    if protocol == "original":
+        rec["test_set_as_validation"] = True
+    if protocol == "speaker":
+        rec["uar_std"] = float(np.std([m["uar"] for m in per_fold]))
+        rec["folds"] = [{"name": f.name, **f.info, **m} for f, m in zip(folds, per_fold)]
+    if protocol == "corpus":
+        f = folds[0]
+        rec["train_corpus"], rec["test_corpus"] = f.name.split("->")
+    return {"record": rec, "histories": hists, "y_true": np.concatenate(y_all),
+            "y_pred": np.concatenate(p_all), "model": last_model, "norm": last_norm}
+
+
+def run(*, models: list[str], protocol: str, subset: str, feature: str, cfg: TrainConfig,
+        features_dir=FEATURES_DIR, media_dir=MEDIA_DIR, k: int = 5,
+        train_corpus: str = "ravdess", progress: bool = True,
+        scheduler: str | None = None) -> list[dict]:
+    """Train and evaluate ``models`` under ``protocol``; write the reports; return results.
+
+    With ``scheduler`` (a Dask scheduler address) the trainings run on that cluster.
+    """
+    ds = load_dataset(feature, subset, features_dir=features_dir, augment=cfg.augment)
+    folds = make_folds(ds, protocol, cfg.seed, k=k, train_corpus=train_corpus)
+    media_dir = Path(media_dir)
+    media_dir.mkdir(parents=True, exist_ok=True)
+    outs = {}
+    remote = (_cluster_folds(models, ds, folds, cfg, protocol, scheduler, progress)
+              if scheduler else {})
+    for name in models:
+        outs[name] = evaluate_model(name, ds, folds, cfg, protocol=protocol, subset=subset,
+                                    progress=progress, fold_results=remote.get(name))
+        r = outs[name]["record"]
+        print(f"{name:13s} {protocol:8s} {subset:18s} {feature:8s} acc {r['accuracy']:.3f} "
+              f"UAR {r['uar']:.3f}" + (f" ± {r['uar_std']:.3f}" if "uar_std" in r else "")
+              + (f" restricted {r['uar_restricted']:.3f} 8-way {r['uar_8way']:.3f}"
+                 if protocol == "corpus" else "")
+              + f"  {r['epochs']:.0f} epochs, {r['train_seconds']:.0f} s")
+    label = f"{protocol}" + (" (test-set-as-validation)" if protocol == "original" else "")
+    for name, o in outs.items():
+        tag = f"{name}, {label}, {subset}, {feature}"
+        write_model_reports(o, media_dir, f"{name}_", tag)
+    primary = "improved_cnn" if "improved_cnn" in outs else models[0]
+    o = outs[primary]
+    write_model_reports(o, media_dir, "", f"{primary}, {label}, {subset}, {feature}")
+    if len(outs) > 1:   # a comparison: kept until the next comparison run
+        plot_comparison({n: o["histories"][0] for n, o in outs.items()},
+                        media_dir / "model_comparison.png",
+                        f"validation accuracy per epoch: {label}, {subset}, {feature}"
+                        + (f" ({folds[0].name})" if len(folds) > 1 else ""))
+    records = update_results(media_dir / "results.json", [o["record"] for o in outs.values()])
+    with atomic_path(media_dir / "results.md") as tmp:
+        tmp.write_text(results_markdown(records))
+    return [o["record"] for o in outs.values()], outs
+
+
+def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
+                out: Path, features_dir=FEATURES_DIR, epochs: int | None = None,
+                protocol_record: dict | None = None) -> dict:
+    """Train on every row of ``subset`` (no test part) and save the model with its sidecar.
+
+    The number of epochs is ``epochs`` if given, else found first by early stopping on two
+    held-out RAVDESS actors (the run is then repeated on all rows for that many epochs).
+    """
+    ds = load_dataset(feature, subset, features_dir=features_dir, augment=cfg.augment)
+    adaptation, prior = "none", None
+    if cfg.norm == "speaker":
+        # the model sees each speaker z-scored with their own statistics; the population
+        # statistics ship as the fallback and as the prior for a user's few utterances
+        adaptation, prior = "speaker", fit_normalization(ds.X, "global")
+        ds = ds.speaker_normalized()
+        cfg = replace(cfg, norm="none")
+    if epochs is None:
+        # median best epoch of early stopping on whole held-out actors, over 3 draws
+        n_actors = len(set(ds.meta["actor"].tolist()))
+        folds = split_speaker(ds, cfg.seed, k=max(2, min(5, n_actors)))[:3]
+        best = []
+        for f in folds:
+            probe = Fold(np.concatenate([f.train, f.test]), f.val, f.val, "probe")
+            # one model per probe (an ensemble's members stop at about the same epoch)
+            single = replace(cfg, ensemble=1)
+            best.append(train_one(model_name, ds, probe, single)[1]["best_epoch"])
+        epochs = int(np.median(best))
+        print(f"{model_name}: {epochs} epochs (median of {best}, early stopping on held-out "
+              f"actors {[f.info['val_actors'] for f in folds]})")
+    fcfg = replace(cfg, epochs=int(epochs))
+    everything = Fold(np.arange(len(ds)), None, np.arange(0), "all")
+    model, hist, norm, secs = train_one(model_name, ds, everything, fcfg, epochs_fixed=True)
+    corpora = sorted(set(ds.meta["corpus"].tolist()))
+    sidecar = {"model": model_name, "labels": list(EMOTIONS), "feature": feature,
+               "feature_params": feature_params(feature),
+               "input_shape": [int(ds.X.shape[1]), 1],
+               "normalization": prior if adaptation == "speaker" else norm,
+               "adaptation": adaptation,
+               **({"speaker_prior_weight": SPEAKER_PRIOR} if adaptation == "speaker" else {}),
+               "trained_on": {"subset": subset, "corpora": corpora, "rows": int(len(ds)),
+                              "actors": sorted(set(ds.meta["actor"].tolist()))},
+               "training": {"epochs": int(epochs), "batch_size": cfg.batch_size,
+                            "augment": cfg.augment, "ensemble": cfg.ensemble,
+                            "learning_rate": cfg.learning_rate, "seed": cfg.seed,
+                            "norm": "speaker" if adaptation == "speaker" else cfg.norm,
+                            "seconds": round(secs, 1)},
+               "protocol": "all data (no test part)",
+               "metrics": protocol_record or {},
+               "versions": library_versions()}
+    kept = save_model(model, out, sidecar)
+    print(f"saved {out} and {sidecar_path(out)} ({len(ds)} rows, {epochs} epochs, "
+          f"{secs:.0f} s)" + (f"; the previous model is kept as {kept}" if kept else ""))
+    return sidecar
+
+
+def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, norm: str,
+                      augment: int, ensemble: int) -> dict:
+    """The speaker- and corpus-protocol figures of this configuration that results.json has,
+    by protocol (``speaker``, ``corpus ravdess->tess``, ...)."""
+    path = Path(media_dir) / "results.json"
+    if not path.exists():
+        return {}
+    adaptation = "speaker" if norm == "speaker" else "none"
+    out = {}
+    for r in json.loads(path.read_text()):
+        if (r["model"], r["subset"], r["feature"], r.get("adaptation"),
+                r.get("augmentation", 0), r.get("ensemble", 1)) != \
+                (model, subset, feature, adaptation, augment, ensemble):
+            continue
+        if r["protocol"] == "speaker":
+            out["speaker"] = {k: r[k] for k in ("uar", "uar_std", "accuracy", "macro_f1")}
+        elif r["protocol"] == "corpus":
+            out[f"corpus {r['train_corpus']}->{r['test_corpus']}"] = {
+                k: r[k] for k in ("uar_restricted", "uar_8way")}
+    return out
+
+
+def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: str,
+                 subset: str, record: dict, cfg: TrainConfig):
+    sidecar = {"model": name, "labels": list(EMOTIONS), "feature": ds.feature,
+               "feature_params": feature_params(ds.feature),
+               "input_shape": [int(ds.X.shape[1]), 1], "normalization": norm,
+               "adaptation": "none",
+               "trained_on": {"subset": subset, "rows": record["n_train"]},
+               "training": {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+                            "seed": cfg.seed, "norm": cfg.norm, "epochs": record["epochs"],
+                            "augment": cfg.augment, "ensemble": cfg.ensemble},
+               "protocol": protocol,
+               "metrics": {k: record[k] for k in ("accuracy", "uar", "macro_f1", "weighted_f1")},
+               "versions": library_versions()}
+    kept = save_model(model, out, sidecar)
+    print(f"saved {out} and {sidecar_path(out)}"
+          + (f"; the previous model is kept as {kept}" if kept else ""))
