@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ser import files as ser_files
-from ser.corpora import parse_subset
+from ser.corpora import FAMILIES, parse_subset
 from ser.features import FEATURE_SETS
 from ser.models import MODELS, ORIGINAL_MODELS
 from ser.paths import DEFAULT_MODEL, FEATURES_DIR, MEDIA_DIR, MODELS_DIR, ROOT
@@ -70,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "probabilities, saved as one Keras model (default 1)")
     p.add_argument("--folds", type=int, default=5,
                    help="actor groups of the speaker protocol (default 5)")
-    p.add_argument("--train-corpus", default="both", choices=["ravdess", "tess", "both"],
-                   help="corpus protocol direction: ravdess (->tess), tess (->ravdess) or "
-                        "both (default)")
+    p.add_argument("--train-corpus", default="both", choices=[*FAMILIES, "both"],
+                   help="corpus protocol: the corpus family trained on, tested on the others "
+                        f"({', '.join(FAMILIES)}), or both: each in turn (default)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--all-data", action="store_true",
                    help="train the chosen model on every row of the subset (no test part) "
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           args.subset, args.feature, cfg.norm,
                                                           cfg.augment, cfg.ensemble))
             return 0
-        directions = (["ravdess", "tess"] if args.train_corpus == "both"
+        directions = (list(FAMILIES) if args.train_corpus == "both"
                       else [args.train_corpus])
         for direction in (directions if args.protocol == "corpus" else ["ravdess"]):
             records, outs = run(models=models, protocol=args.protocol, subset=args.subset,

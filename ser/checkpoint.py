@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ser import encoder as byols_encoder  # the BYOL-S encoder's weights and feature set
+from ser.adaptation import ADAPTATIONS, SPEAKER_PRIOR
 from ser.console import quiet_tensorflow
 from ser.corpora import EMOTIONS
 from ser.features import FEATURE_DIMS, FEATURE_SETS, feature_params
@@ -19,6 +20,20 @@ SIDECAR_FORMAT = 1
 
 SIDECAR_KEYS = ("format", "model", "labels", "feature", "feature_params", "input_shape",
                 "normalization", "adaptation")
+
+
+def make_sidecar(*, model: str, feature: str, input_shape: list[int],
+                 normalization: dict | None, adaptation: str, trained_on: dict,
+                 training: dict, protocol: str, metrics: dict) -> dict:
+    """The one sidecar builder: what a saved model carries so that prediction cannot drift
+    from training (labels, feature set and its parameters, input shape, normalisation,
+    adaptation), and how it was made (data, recipe, protocol, figures, library versions)."""
+    speaker = {"speaker_prior_weight": SPEAKER_PRIOR} if adaptation == "speaker" else {}
+    return {"model": model, "labels": list(EMOTIONS), "feature": feature,
+            "feature_params": feature_params(feature), "input_shape": list(input_shape),
+            "normalization": normalization, "adaptation": adaptation, **speaker,
+            "trained_on": trained_on, "training": training, "protocol": protocol,
+            "metrics": metrics, "versions": library_versions()}
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
@@ -135,6 +150,7 @@ def read_sidecar(model_path: str | os.PathLike) -> dict:
     if not isinstance(meta, dict):
         raise ValueError(f"{sp}: malformed sidecar: {_json_kind(meta)} at the top, expected "
                          f"an object")
+    check_model_encoder(model_path, meta)   # first: its message names the weights file
     missing = [k for k in SIDECAR_KEYS if k not in meta]
     if missing:
         raise ValueError(f"{sp}: sidecar lacks {', '.join(missing)}")
@@ -153,11 +169,40 @@ def read_sidecar(model_path: str | os.PathLike) -> dict:
     if meta["feature"] in FEATURE_SETS and fp != feature_params(meta["feature"]):
         raise ValueError(f"{sp}: model was trained with feature parameters {fp}, this version "
                          f"computes {feature_params(meta['feature'])}; retrain it")
+    _check_servable(meta, sp)
     return meta
 
 
-def load_model(model_path: str | os.PathLike = DEFAULT_MODEL):
+def _check_servable(meta: dict, where: Path) -> None:
+    """Refuse (ValueError naming the sidecar) what this version cannot serve: an unknown
+    feature set, an input or a normalisation of another size, an unknown adaptation."""
+    feature = meta["feature"]
+    if feature not in FEATURE_SETS:
+        raise ValueError(f"{where}: feature set {feature!r} is not one this version computes "
+                         f"({', '.join(FEATURE_SETS)}); retrain the model")
+    dim = FEATURE_DIMS[feature]
+    shape = tuple(meta["input_shape"])
+    if int(np.prod(shape)) != dim:
+        raise ValueError(f"{where}: input shape {list(shape)} holds {int(np.prod(shape))} "
+                         f"values, but feature set {feature!r} has {dim}")
+    norm = meta.get("normalization")
+    if norm:
+        mean = np.asarray(norm["mean"], np.float64)
+        std = np.asarray(norm["std"], np.float64)
+        if mean.shape != (dim,) or std.shape != (dim,):
+            raise ValueError(f"{where}: normalization has {mean.size} means and {std.size} "
+                             f"stds, but the feature set has {dim} values")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError(f"{where}: normalization has non-finite or non-positive values")
+    if meta["adaptation"] not in ADAPTATIONS:
+        raise ValueError(f"{where}: adaptation {meta['adaptation']!r} is not implemented in "
+                         f"this version (known: {', '.join(ADAPTATIONS)})")
+
+
+def load_model(model_path: str | os.PathLike = DEFAULT_MODEL, *, meta: dict | None = None):
     """Load a saved model and its sidecar; refuse a model whose input does not match.
+
+    ``meta``: its sidecar as :func:`read_sidecar` returned it (read here if not given).
 
     Returns
     -------
@@ -171,8 +216,7 @@ def load_model(model_path: str | os.PathLike = DEFAULT_MODEL):
     if not model_path.exists():
         raise FileNotFoundError(f"{model_path}: model file not found (train one with "
                                 f"neural_network.py, or pass --model)")
-    check_model_encoder(model_path)
-    meta = read_sidecar(model_path)
+    meta = read_sidecar(model_path) if meta is None else meta
     quiet_tensorflow()
     import keras
     try:
@@ -184,9 +228,6 @@ def load_model(model_path: str | os.PathLike = DEFAULT_MODEL):
     if have != want:
         raise ValueError(f"{model_path}: model input {have} does not match its sidecar's "
                          f"{want} (feature set {meta['feature']})")
-    if meta["feature"] in FEATURE_DIMS and want[0] != FEATURE_DIMS[meta["feature"]]:
-        raise ValueError(f"{model_path}: input size {want[0]} does not fit feature set "
-                         f"{meta['feature']} ({FEATURE_DIMS[meta['feature']]} values)")
     return model, meta
 
 

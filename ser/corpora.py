@@ -1,9 +1,17 @@
-"""The corpora: labels, file-name parsing, speakers, and the table of corpora."""
+"""The corpora: labels, file-name parsing, speakers, and the table of corpora.
+
+Every audio file of the pipeline lives under ``features/Actor_XX/`` with a RAVDESS-style name
+(``MM-VV-EE-II-SS-RR-AA``: the emotion and the actor are in the name). Which corpus a file
+belongs to is decided by :data:`CORPUS_TABLE`, one entry per corpus: adding a corpus is one
+entry there (its actor numbers, its classes, how the protocols treat it) plus the step that
+renames its files into ``features/`` (as ``tess_pipeline.py`` does for TESS).
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ser.paths import FEATURES_DIR, TESS_MANIFEST
 
@@ -25,7 +33,6 @@ TESS_SPEAKERS = {v: k for k, v in TESS_ACTORS.items()}
 # Expected sizes of the corpora (files).
 RAVDESS_SPEECH_PER_ACTOR = 60
 TESS_FILES = 2800
-CORPORA = ("ravdess_speech", "ravdess_song", "tess")
 
 
 class RavdessName(NamedTuple):
@@ -45,10 +52,8 @@ class RavdessName(NamedTuple):
 
     @property
     def corpus(self) -> str:
-        """``tess`` for actors 25/26, else ``ravdess_speech`` or ``ravdess_song``."""
-        if self.actor in TESS_SPEAKERS:
-            return "tess"
-        return "ravdess_speech" if self.vocal_channel == 1 else "ravdess_song"
+        """The corpus of :data:`CORPUS_TABLE` that owns the file (:func:`corpus_of`)."""
+        return corpus_of(self).name
 
 
 def parse_ravdess_name(path: str | os.PathLike) -> RavdessName:
@@ -74,6 +79,63 @@ def parse_ravdess_name(path: str | os.PathLike) -> RavdessName:
     if f.actor < 1:
         raise ValueError(f"{path}: actor {f.actor:02d} is not >= 01")
     return f
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One entry of :data:`CORPUS_TABLE`.
+
+    ``name`` is the ``corpus`` column of the feature files; ``subset`` its word in
+    ``neural_network.py --subset``; ``family`` the unit of the ``corpus`` protocol (train on one
+    family, test on another: RAVDESS speech and song are one family); ``emotions`` the classes
+    it has (a family's test rows are restricted to the classes its training family has);
+    ``speaker_folds`` whether the ``speaker`` protocol holds its speakers out (TESS, with two
+    speakers, always trains); ``owns`` says from a parsed file name whether a file is its.
+    """
+    name: str
+    subset: str
+    family: str
+    emotions: tuple[str, ...]
+    speaker_folds: bool
+    owns: Callable[[RavdessName], bool]
+
+
+CORPUS_TABLE: tuple[Corpus, ...] = (
+    Corpus("ravdess_speech", "speech", "ravdess", EMOTIONS, True,
+           lambda f: f.actor <= 24 and f.vocal_channel == 1),
+    Corpus("ravdess_song", "song", "ravdess", EMOTIONS[:6], True,
+           lambda f: f.actor <= 24 and f.vocal_channel == 2),
+    Corpus("tess", "tess", "tess", tuple(e for e in EMOTIONS if e != "calm"), False,
+           lambda f: f.actor in TESS_SPEAKERS),
+)
+"""Every corpus the pipeline knows, in order; a file belongs to the first that owns it."""
+CORPORA = tuple(c.name for c in CORPUS_TABLE)
+SUBSET_CORPORA = {c.subset: c.name for c in CORPUS_TABLE}
+FAMILIES = tuple(dict.fromkeys(c.family for c in CORPUS_TABLE))
+
+
+def corpus_of(f: RavdessName, path: str | os.PathLike | None = None) -> Corpus:
+    """The corpus a parsed file name belongs to; ValueError (naming ``path``) if none."""
+    for c in CORPUS_TABLE:
+        if c.owns(f):
+            return c
+    where = f"{path}: " if path is not None else ""
+    raise ValueError(f"{where}actor {f.actor:02d} belongs to no corpus the pipeline knows "
+                     f"({', '.join(CORPORA)}; corpora are listed in ser/corpora.py)")
+
+
+def corpus(name: str) -> Corpus:
+    """The table's entry called ``name``."""
+    for c in CORPUS_TABLE:
+        if c.name == name:
+            return c
+    raise ValueError(f"unknown corpus {name!r} (known: {', '.join(CORPORA)})")
+
+
+def family_emotions(family: str) -> tuple[str, ...]:
+    """The classes a corpus family has (the union of its corpora's), in label order."""
+    have = {e for c in CORPUS_TABLE if c.family == family for e in c.emotions}
+    return tuple(e for e in EMOTIONS if e in have)
 
 
 class TessName(NamedTuple):
@@ -166,7 +228,6 @@ def actor_dirs(features_dir: str | os.PathLike = FEATURES_DIR) -> list[Path]:
     return sorted(p for p in d.glob("Actor_*") if p.is_dir())
 
 
-SUBSET_CORPORA = {"speech": "ravdess_speech", "song": "ravdess_song", "tess": "tess"}
 
 
 def parse_subset(subset: str) -> list[str]:

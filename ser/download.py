@@ -80,13 +80,13 @@ from ser.corpora import (
     TESS_ACTORS,
     TESS_FILES,
     TESS_SPEAKERS,
+    corpus_of,
     parse_ravdess_name,
     parse_tess_name,
 )
-from ser.files import atomic_path, write_json
+from ser.files import atomic_path, os_reason, write_json
 from ser.paths import DATA_DIR, FEATURES_DIR, TESS_SOURCE_DIR
 from ser.scan import AUDIO_EXTENSIONS
-from ser.files import os_reason
 
 PROG = "download_data.py"
 ZENODO_URL = "https://zenodo.org"
@@ -340,8 +340,12 @@ def classify(parts: Iterable[str]) -> Classified:
         if r.modality != 3:
             return Classified("bad", reason=f"{name}: modality {r.modality:02d} is not "
                               f"audio-only (03)")
+        try:
+            corpus = corpus_of(r, name).name
+        except ValueError as e:
+            return Classified("bad", reason=_short(e))
         actor = f"Actor_{r.actor:02d}"
-        return Classified(r.corpus, (actor, name), ("ravdess", Path(name).stem.split(".")[0]),
+        return Classified(corpus, (actor, name), ("ravdess", Path(name).stem.split(".")[0]),
                           actor)
     speaker = _TESS_PREFIXES.get(name.split("_")[0].upper())
     if speaker is not None:

@@ -14,7 +14,7 @@ from ser import files as ser_files
 from ser.audio import AudioError, check_signal, load_audio
 from ser.augment import AUGMENT_SPEED, AUGMENT_VERSION, augment
 from ser.cluster import run_tasks
-from ser.corpora import RavdessName, actor_dirs, parse_ravdess_name
+from ser.corpora import RavdessName, actor_dirs, corpus_of, parse_ravdess_name
 from ser.features import (
     CACHED_FEATURES,
     FEATURE_DIMS,
@@ -171,7 +171,9 @@ def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, RavdessName
         for p in scan.files:
             rel = p.relative_to(features_dir).as_posix()
             try:
-                files.append((p, rel, parse_ravdess_name(p)))
+                name = parse_ravdess_name(p)
+                corpus_of(name, p)
+                files.append((p, rel, name))
             except ValueError as e:
                 problems.append(str(e))
     return files, problems

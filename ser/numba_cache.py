@@ -23,8 +23,8 @@ the interpreter, the numba / llvmlite / librosa versions, the cache location
 """
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import importlib
 import importlib.metadata as metadata
 import importlib.util
@@ -239,6 +239,7 @@ def warm() -> None:
     for name, _ in cached_modules():
         importlib.import_module(name)
     import librosa as _librosa
+
     from ser.audio import SAMPLE_RATE
     from ser.features import FEATURE_SETS, extract_features, needs_encoder
     rng = np.random.default_rng(0)

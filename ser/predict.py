@@ -21,7 +21,7 @@ from ser.audio import (
 from ser.checkpoint import load_model, model_input, read_sidecar, sidecar_path
 from ser.console import import_keras, stderr_silenced
 from ser.corpora import EMOTIONS, N_CLASSES
-from ser.features import FEATURE_DIMS, FEATURE_SETS, extract_features
+from ser.features import extract_features
 from ser.paths import DEFAULT_MODEL
 
 MIN_SPEECH_SECONDS = 0.25      # shorter clips are "no speech detected", not a guess
@@ -174,14 +174,14 @@ class Predictor:
             if not self.model_path.exists():
                 raise FileNotFoundError(f"{self.model_path}: model file not found (train one "
                                         f"with neural_network.py, or pass --model)")
-            self._check_sidecar(read_sidecar(self.model_path))
+            meta = read_sidecar(self.model_path)
             try:
                 import_keras()
             except ImportError as e:
                 raise ModelError(f"cannot import Keras/TensorFlow ({e}); install the "
                                  f"requirements: pip install -r requirements.lock") from None
             with stderr_silenced():
-                model, meta = load_model(self.model_path)
+                model, meta = load_model(self.model_path, meta=meta)
         except (FileNotFoundError, ValueError, OSError, TypeError, KeyError) as e:
             # TypeError/KeyError: a sidecar that is JSON but not the expected object
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -189,7 +189,6 @@ class Predictor:
                 msg = f"{sidecar_path(self.model_path)}: malformed sidecar ({msg})"
             raise ModelError(msg) from None
         self.model, self.meta = model, meta
-        self._check_sidecar(meta)
         out = model.output_shape
         if isinstance(out, list) or out[-1] != N_CLASSES:
             raise ModelError(f"{self.model_path}: model output {out} is not "
@@ -204,40 +203,6 @@ class Predictor:
                              f"({type(e).__name__}: {e})") from None
         self._infer, self.backend = _make_infer(model, self.input_shape, backend)
         self._softmax = not self._looks_like_probabilities()
-
-    # -- checks ------------------------------------------------------------------------------
-    def _check_sidecar(self, meta: dict) -> None:
-        """Refuse a sidecar this version cannot serve (beyond what load_model checks)."""
-        where = sidecar_path(self.model_path)
-        feature = meta["feature"]
-        if feature not in FEATURE_SETS:
-            raise ModelError(f"{where}: feature set {feature!r} is not one this version computes "
-                             f"({', '.join(FEATURE_SETS)}); retrain the model")
-        dim = FEATURE_DIMS[feature]
-        try:
-            shape = tuple(int(d) for d in meta["input_shape"])
-        except (TypeError, ValueError):
-            raise ModelError(f"{where}: input_shape {meta['input_shape']!r} is not a list of "
-                             f"sizes") from None
-        if not shape or int(np.prod(shape)) != dim:
-            raise ModelError(f"{where}: input shape {list(shape)} holds {int(np.prod(shape))} "
-                             f"values, but feature set {feature!r} has {dim}")
-        norm = meta.get("normalization")
-        if norm:
-            try:
-                mean = np.asarray(norm["mean"], np.float64)
-                std = np.asarray(norm["std"], np.float64)
-            except (KeyError, TypeError, ValueError):
-                raise ModelError(f"{where}: normalization must be null or "
-                                 f"{{\"mean\": [...], \"std\": [...]}}") from None
-            if mean.shape != (dim,) or std.shape != (dim,):
-                raise ModelError(f"{where}: normalization has {mean.size} means and {std.size} "
-                                 f"stds, but the feature set has {dim} values")
-            if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-                raise ModelError(f"{where}: normalization has non-finite or non-positive values")
-        if meta["adaptation"] not in ADAPTATIONS:
-            raise ModelError(f"{where}: adaptation {meta['adaptation']!r} is not implemented in "
-                             f"this version (known: {', '.join(ADAPTATIONS)})")
 
     def _looks_like_probabilities(self) -> bool:
         p = self._infer(np.zeros((1, *self.input_shape), np.float32))

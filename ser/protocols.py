@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ser.adaptation import speaker_normalize
-from ser.corpora import EMOTIONS, TESS_SPEAKERS, parse_subset
+from ser.corpora import (
+    CORPUS_TABLE,
+    EMOTIONS,
+    FAMILIES,
+    corpus,
+    family_emotions,
+    parse_subset,
+)
 from ser.paths import FEATURES_DIR
 from ser.store import load_augmented, load_features
 
@@ -98,22 +105,31 @@ def split_random(ds: Dataset, seed: int = 42, val_size: float = 0.1) -> list[Fol
     return [Fold(tr, va, te, "split")]
 
 
+def _column(ds: Dataset, attr: str) -> np.ndarray:
+    """A property of each row's corpus (:data:`ser.corpora.CORPUS_TABLE`), as an array."""
+    names = ds.meta["corpus"]
+    values = {c: getattr(corpus(str(c)), attr) for c in np.unique(names)}
+    return np.array([values[c] for c in names.tolist()]) if len(names) else np.array([])
+
+
 def split_speaker(ds: Dataset, seed: int = 42, k: int = 5, n_val_actors: int = 2) -> list[Fold]:
-    """Actor-group k-fold over the RAVDESS actors; TESS (actors 25/26) always trains.
+    """Actor-group k-fold over the actors of the corpora with ``speaker_folds`` (RAVDESS); the
+    others (TESS, two speakers) always train.
 
     Validation is ``n_val_actors`` whole actors drawn from each fold's training actors.
     """
     actors = ds.meta["actor"]
-    is_tess = np.isin(actors, list(TESS_SPEAKERS))
-    ravdess = np.array(sorted(set(actors[~is_tess].tolist())))
-    if len(ravdess) < k:
-        raise ValueError(f"speaker protocol needs at least {k} RAVDESS actors, the data has "
-                         f"{len(ravdess)}")
+    held = _column(ds, "speaker_folds").astype(bool)
+    pool = np.array(sorted(set(actors[held].tolist())))
+    if len(pool) < k:
+        raise ValueError(f"speaker protocol needs at least {k} actors of "
+                         f"{' or '.join(c.name for c in CORPUS_TABLE if c.speaker_folds)}, the "
+                         f"data has {len(pool)}")
     rng = np.random.default_rng(seed)
-    groups = np.array_split(ravdess, k)   # consecutive actors: balanced male/female per fold
+    groups = np.array_split(pool, k)   # consecutive actors: balanced male/female per fold
     folds = []
     for i, test_actors in enumerate(groups):
-        rest = np.setdiff1d(ravdess, test_actors)
+        rest = np.setdiff1d(pool, test_actors)
         val_actors = np.sort(rng.choice(rest, size=min(n_val_actors, len(rest) - 1),
                                         replace=False))
         te = np.flatnonzero(np.isin(actors, test_actors))
@@ -127,27 +143,27 @@ def split_speaker(ds: Dataset, seed: int = 42, k: int = 5, n_val_actors: int = 2
 
 def split_corpus(ds: Dataset, seed: int = 42, train_corpus: str = "ravdess",
                  n_val_actors: int = 2) -> list[Fold]:
-    """Train on one corpus, test on all of the other; validation from the training corpus."""
-    tess = ds.meta["corpus"] == "tess"
-    if train_corpus == "ravdess":
-        train_idx, test_idx = np.flatnonzero(~tess), np.flatnonzero(tess)
-    elif train_corpus == "tess":   # TESS has no "calm": test on the 7 shared classes
-        train_idx = np.flatnonzero(tess)
-        test_idx = np.flatnonzero(~tess & (ds.y != EMOTIONS.index("calm")))
-    else:
-        raise ValueError(f"train corpus {train_corpus!r} is not ravdess or tess")
+    """Train on one corpus family, test on the others (their rows of the classes the training
+    family has: TESS has no "calm"); validation from the training family: ``n_val_actors``
+    whole actors, or a random 10 % of its files when it has no more actors than that."""
+    if train_corpus not in FAMILIES:
+        raise ValueError(f"train corpus {train_corpus!r} is not one of {', '.join(FAMILIES)}")
+    family = _column(ds, "family")
+    known = [EMOTIONS.index(e) for e in family_emotions(train_corpus)]
+    train_idx = np.flatnonzero(family == train_corpus)
+    test_idx = np.flatnonzero((family != train_corpus) & np.isin(ds.y, known))
     if len(train_idx) == 0 or len(test_idx) == 0:
-        raise ValueError("corpus protocol needs both RAVDESS and TESS rows "
-                         "(use --subset speech+song+tess)")
+        raise ValueError(f"corpus protocol needs rows of {train_corpus} and of another corpus "
+                         f"(use --subset speech+song+tess)")
+    others = "+".join(f for f in FAMILIES if f != train_corpus and f in set(family.tolist()))
     actors = ds.meta["actor"][train_idx]
     rng = np.random.default_rng(seed)
-    if train_corpus == "ravdess":
+    if len(np.unique(actors)) > n_val_actors:
         val_actors = rng.choice(np.unique(actors), size=n_val_actors, replace=False)
         is_val = np.isin(actors, val_actors)
-    else:   # two speakers only: hold out a random 10% of TESS words' files
+    else:   # two speakers only: hold out a random 10% of the files
         is_val = rng.random(len(train_idx)) < 0.1
-    return [Fold(train_idx[~is_val], train_idx[is_val], test_idx,
-                 f"{train_corpus}->{'tess' if train_corpus == 'ravdess' else 'ravdess'}")]
+    return [Fold(train_idx[~is_val], train_idx[is_val], test_idx, f"{train_corpus}->{others}")]
 
 
 SPLITTERS = {"original": split_original, "random": split_random, "speaker": split_speaker}

@@ -33,10 +33,9 @@ from ser.corpora import (
     read_tess_manifest,
     tess_word_code,
 )
-from ser.files import atomic_path
+from ser.files import atomic_path, os_reason
 from ser.paths import TESS_MANIFEST
 from ser.scan import AUDIO_EXTENSIONS
-from ser.files import os_reason
 
 
 class TessError(Exception):

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.adaptation import SPEAKER_PRIOR
-from ser.checkpoint import library_versions, model_input, save_model, sidecar_path
-from ser.cluster import exit_with_parent
-from ser.corpora import EMOTIONS
-from ser.features import feature_params
+from ser.checkpoint import (
+    library_versions,
+    make_sidecar,
+    model_input,
+    save_model,
+    sidecar_path,
+)
+from ser.cluster import dask_backend, exit_with_parent
 from ser.files import atomic_path
 from ser.models import MODELS, build_model, compile_model, ensemble_of
 from ser.paths import FEATURES_DIR, MEDIA_DIR
@@ -23,7 +26,6 @@ from ser.reports import (
     update_results,
     write_model_reports,
 )
-from ser.cluster import dask_backend
 
 
 @dataclass
@@ -123,11 +125,14 @@ def corpus_uars(y_true, proba) -> dict:
 
 
 def _adapt(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, TrainConfig, str]:
-    """The data and configuration the folds train on, and the adaptation's name."""
+    """The data and configuration the models train on, and the adaptation's name.
+
+    ``--norm speaker``: every actor's rows z-scored with that actor's own statistics (in a
+    speaker or corpus fold every actor lies in one part, so the statistics come from that
+    actor's own unlabelled rows only); the models then see no further normalisation.
+    """
     adaptation = "speaker" if cfg.norm == "speaker" else "none"
     if adaptation == "speaker":
-        # every actor lies in one part of a speaker/corpus fold: statistics come from that
-        # actor's own unlabelled rows only
         ds = ds.speaker_normalized()
         cfg = replace(cfg, norm="none")
     return ds, cfg, adaptation
@@ -304,13 +309,10 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
     held-out RAVDESS actors (the run is then repeated on all rows for that many epochs).
     """
     ds = load_dataset(feature, subset, features_dir=features_dir, augment=cfg.augment)
-    adaptation, prior = "none", None
-    if cfg.norm == "speaker":
-        # the model sees each speaker z-scored with their own statistics; the population
-        # statistics ship as the fallback and as the prior for a user's few utterances
-        adaptation, prior = "speaker", fit_normalization(ds.X, "global")
-        ds = ds.speaker_normalized()
-        cfg = replace(cfg, norm="none")
+    # with adaptation the population statistics ship as the fallback and as the prior for a
+    # user's few utterances
+    prior = fit_normalization(ds.X, "global") if cfg.norm == "speaker" else None
+    ds, cfg, adaptation = _adapt(ds, cfg)
     if epochs is None:
         # median best epoch of early stopping on whole held-out actors, over 3 draws
         n_actors = len(set(ds.meta["actor"].tolist()))
@@ -328,26 +330,25 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
     everything = Fold(np.arange(len(ds)), None, np.arange(0), "all")
     model, hist, norm, secs = train_one(model_name, ds, everything, fcfg, epochs_fixed=True)
     corpora = sorted(set(ds.meta["corpus"].tolist()))
-    sidecar = {"model": model_name, "labels": list(EMOTIONS), "feature": feature,
-               "feature_params": feature_params(feature),
-               "input_shape": [int(ds.X.shape[1]), 1],
-               "normalization": prior if adaptation == "speaker" else norm,
-               "adaptation": adaptation,
-               **({"speaker_prior_weight": SPEAKER_PRIOR} if adaptation == "speaker" else {}),
-               "trained_on": {"subset": subset, "corpora": corpora, "rows": int(len(ds)),
-                              "actors": sorted(set(ds.meta["actor"].tolist()))},
-               "training": {"epochs": int(epochs), "batch_size": cfg.batch_size,
-                            "augment": cfg.augment, "ensemble": cfg.ensemble,
-                            "learning_rate": cfg.learning_rate, "seed": cfg.seed,
-                            "norm": "speaker" if adaptation == "speaker" else cfg.norm,
-                            "seconds": round(secs, 1)},
-               "protocol": "all data (no test part)",
-               "metrics": protocol_record or {},
-               "versions": library_versions()}
-    kept = save_model(model, out, sidecar)
-    print(f"saved {out} and {sidecar_path(out)} ({len(ds)} rows, {epochs} epochs, "
-          f"{secs:.0f} s)" + (f"; the previous model is kept as {kept}" if kept else ""))
+    sidecar = make_sidecar(
+        model=model_name, feature=feature, input_shape=[int(ds.X.shape[1]), 1],
+        normalization=prior if adaptation == "speaker" else norm, adaptation=adaptation,
+        trained_on={"subset": subset, "corpora": corpora, "rows": int(len(ds)),
+                    "actors": sorted(set(ds.meta["actor"].tolist()))},
+        training={"epochs": int(epochs), "batch_size": cfg.batch_size,
+                  "augment": cfg.augment, "ensemble": cfg.ensemble,
+                  "learning_rate": cfg.learning_rate, "seed": cfg.seed,
+                  "norm": "speaker" if adaptation == "speaker" else cfg.norm,
+                  "seconds": round(secs, 1)},
+        protocol="all data (no test part)", metrics=protocol_record or {})
+    _save(model, out, sidecar, f" ({len(ds)} rows, {epochs} epochs, {secs:.0f} s)")
     return sidecar
+
+
+def _save(model, out: Path, sidecar: dict, detail: str = "") -> None:
+    kept = save_model(model, out, sidecar)
+    print(f"saved {out} and {sidecar_path(out)}{detail}"
+          + (f"; the previous model is kept as {kept}" if kept else ""))
 
 
 def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, norm: str,
@@ -374,17 +375,14 @@ def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, no
 
 def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: str,
                  subset: str, record: dict, cfg: TrainConfig):
-    sidecar = {"model": name, "labels": list(EMOTIONS), "feature": ds.feature,
-               "feature_params": feature_params(ds.feature),
-               "input_shape": [int(ds.X.shape[1]), 1], "normalization": norm,
-               "adaptation": "none",
-               "trained_on": {"subset": subset, "rows": record["n_train"]},
-               "training": {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                            "seed": cfg.seed, "norm": cfg.norm, "epochs": record["epochs"],
-                            "augment": cfg.augment, "ensemble": cfg.ensemble},
-               "protocol": protocol,
-               "metrics": {k: record[k] for k in ("accuracy", "uar", "macro_f1", "weighted_f1")},
-               "versions": library_versions()}
-    kept = save_model(model, out, sidecar)
-    print(f"saved {out} and {sidecar_path(out)}"
-          + (f"; the previous model is kept as {kept}" if kept else ""))
+    """Save the model of an evaluation run (its last fold), with the run's figures."""
+    sidecar = make_sidecar(
+        model=name, feature=ds.feature, input_shape=[int(ds.X.shape[1]), 1],
+        normalization=norm, adaptation="none",
+        trained_on={"subset": subset, "rows": record["n_train"]},
+        training={"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+                  "seed": cfg.seed, "norm": cfg.norm, "epochs": record["epochs"],
+                  "augment": cfg.augment, "ensemble": cfg.ensemble},
+        protocol=protocol,
+        metrics={k: record[k] for k in ("accuracy", "uar", "macro_f1", "weighted_f1")})
+    _save(model, out, sidecar)
