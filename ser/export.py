@@ -1,0 +1,371 @@
+"""A model's inference graph as a TFLite flatbuffer, and a runner that needs only LiteRT.
+
+Two halves that never meet in one process on the prediction path:
+
+- :func:`export_tflite` (training time; imports TensorFlow) converts a loaded Keras 3 model
+  (the shipped ``models/*.h5``, loaded with ``ser_common.load_model``) into a ``.tflite``
+  flatbuffer written atomically beside it, and returns the entry for the model's sidecar
+  (file name, sha256, input/output shapes, converter versions). The H5 and its sidecar stay
+  the source: the flatbuffer is derived from them and can be written again at any time.
+- :class:`LiteRTModel` (prediction time) loads that flatbuffer with ``ai_edge_litert`` alone,
+  never TensorFlow or Keras: importing this module and using the runner costs ~0.1 s instead
+  of the ~3-5 s of ``import tensorflow``. The file's sha256 is checked against the sidecar's
+  before anything is loaded.
+
+The conversion is deterministic here (TF 2.21, Keras 3.15): the same model converted twice,
+in one process or after re-loading the H5 in another, gives the same bytes, so the sidecar's
+sha256 is a property of the weights and the converter version (see :func:`export_tflite`).
+
+Errors are one line naming the file (:class:`ExportError`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+SUFFIX = ".tflite"
+FORMAT = "tflite"
+SIDECAR_KEY = "litert"
+"""Key of the export's entry in a model's sidecar (see :func:`sidecar_entry`)."""
+CHECK_ATOL = 1e-5
+"""Largest difference allowed between the flatbuffer's and Keras' outputs at export."""
+
+
+class ExportError(ValueError):
+    """A flatbuffer that cannot be written, read or trusted; the message names the file."""
+
+
+def sha256_bytes(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def tflite_path(model_path: str | os.PathLike) -> Path:
+    """``models/X.h5`` -> ``models/X.tflite``."""
+    return Path(model_path).with_suffix(SUFFIX)
+
+
+# --------------------------------------------------------------------------------------------
+# Export (imports TensorFlow: training time only)
+# --------------------------------------------------------------------------------------------
+@contextmanager
+def _silenced(*fds: int) -> Iterator[None]:
+    """Point file descriptors (1 stdout, 2 stderr) at /dev/null for the duration: the
+    converter print()s about its SavedModel, TensorFlow's C++ code logs on fd 2, and LiteRT
+    writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." there on its first
+    ``allocate_tensors``."""
+    import sys
+    saved: list[tuple[int, int]] = []
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        for fd in fds:
+            saved.append((fd, os.dup(fd)))
+        with open(os.devnull, "w") as null:
+            for fd, _ in saved:
+                os.dup2(null.fileno(), fd)
+    except OSError:                      # no such descriptor (a daemon): nothing to silence
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+        saved = []
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+
+
+def convert(keras_model) -> bytes:
+    """The Keras model's inference graph as TFLite flatbuffer bytes (float32, no
+    optimisation: outputs equal Keras' to ~1e-6), with a dynamic batch dimension."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _silenced(1, 2):
+        import tensorflow as tf
+        tf.get_logger().setLevel("ERROR")
+        # from_keras_model (a SavedModel export underneath) freezes the weights into the
+        # flatbuffer; from_concrete_functions of a tf.function over a Keras 3 model does not
+        # (an 8 kB file that outputs NaN), so it is not used.
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+        return bytes(converter.convert())
+
+
+def converter_versions() -> dict:
+    import importlib.metadata as md
+    out = {}
+    for pkg in ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _write_atomic(dest: Path, blob: bytes) -> None:
+    """Write ``blob`` to a temporary file beside ``dest``, then rename it onto ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; an ordinary file
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def export_tflite(keras_model, dest_path: str | os.PathLike, *,
+                  check_atol: float | None = CHECK_ATOL) -> dict:
+    """Convert ``keras_model`` to a TFLite flatbuffer at ``dest_path`` (written atomically).
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+        A built model with one input ``(None, *input_shape)`` and one output.
+    dest_path : path-like
+        Where the flatbuffer goes, usually :func:`tflite_path` of the H5.
+    check_atol : float or None
+        Before anything is written, the flatbuffer is run by :class:`LiteRTModel` on a few
+        random inputs and must agree with ``keras_model`` to this absolute tolerance
+        (``None``: no check).
+
+    Returns
+    -------
+    dict
+        The sidecar entry (:data:`SIDECAR_KEY`): ``file`` (name, beside the H5), ``format``,
+        ``sha256``, ``bytes``, ``input_shape`` / ``output_shape`` (without the batch
+        dimension), ``converter`` (package versions).
+
+    Raises
+    ------
+    ExportError
+        The conversion failed, or its outputs differ from Keras' by more than ``check_atol``.
+    """
+    dest = Path(dest_path)
+    try:
+        blob = convert(keras_model)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{dest}: cannot convert the model to TFLite ({msg})") from None
+    digest = sha256_bytes(blob)
+    runner = LiteRTModel.from_bytes(blob, name=str(dest))
+    input_shape = [int(d) for d in keras_model.input_shape[1:]]
+    if list(runner.input_shape) != input_shape:
+        raise ExportError(f"{dest}: the flatbuffer's input {list(runner.input_shape)} is not "
+                          f"the model's {input_shape}")
+    if check_atol is not None:
+        X = np.random.default_rng(0).standard_normal((4, *input_shape)).astype(np.float32)
+        want = np.asarray(keras_model(X, training=False))
+        diff = float(np.max(np.abs(runner(X) - want)))
+        if not diff <= check_atol:
+            raise ExportError(f"{dest}: the flatbuffer's outputs differ from Keras' by "
+                              f"{diff:.1e} (more than {check_atol:g})")
+    _write_atomic(dest, blob)
+    return {"file": dest.name, "format": FORMAT, "sha256": digest, "bytes": len(blob),
+            "input_shape": input_shape, "output_shape": list(runner.output_shape),
+            "converter": converter_versions()}
+
+
+def load_h5(h5_path: str | os.PathLike):
+    """The Keras model of an H5 file (uncompiled), loaded by Keras alone (no sidecar checks:
+    the caller has them, e.g. ``ser_common.load_model``)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import warnings
+    with _silenced(1, 2):
+        import keras
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return keras.models.load_model(str(h5_path), compile=False)
+            except Exception as e:
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ExportError(f"{h5_path}: cannot load the model ({msg})") from None
+
+
+def export_from_h5(h5_path: str | os.PathLike, dest_path: str | os.PathLike | None = None,
+                   **kwargs) -> dict:
+    """The canonical export: the flatbuffer of the model *as saved* in ``h5_path``.
+
+    The flatbuffer holds the model's tensor and op names (``serving_default_input_layer:0``,
+    ``sequential_1/dense_1/MatMul``). A model still in memory after training has the names
+    of its process's history (``keras_tensor_4``, ``dense_2``); the same model re-loaded from
+    its H5 has the saved names, whatever the process did before. Exporting from the H5
+    therefore gives the same bytes on every run (checked: twice in one process, in another
+    process, after other models were built or loaded), so the sidecar's sha256 depends only
+    on the H5 and the converter version. ``dest_path`` defaults to :func:`tflite_path`.
+    """
+    dest = tflite_path(h5_path) if dest_path is None else dest_path
+    return export_tflite(load_h5(h5_path), dest, **kwargs)
+
+
+def export_beside(keras_model, model_path: str | os.PathLike, **kwargs) -> dict:
+    """:func:`export_tflite` to ``models/X.tflite`` for ``models/X.h5``; the entry to store
+    under ``sidecar[SIDECAR_KEY]``."""
+    return export_tflite(keras_model, tflite_path(model_path), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# The runner (ai_edge_litert only)
+# --------------------------------------------------------------------------------------------
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ExportError("the ai-edge-litert package is not installed "
+                          "(pip install ai-edge-litert)") from None
+    return Interpreter
+
+
+class LiteRTModel:
+    """A TFLite flatbuffer run by LiteRT: ``model(X)`` for X of shape ``(n, *input_shape)``.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.tflite`` file.
+    sha256 : str, keyword-only
+        Its expected sha256 (hex, from the sidecar); checked on the bytes read, before the
+        interpreter sees them. A mismatch is an :class:`ExportError` naming the file.
+    num_threads : int, keyword-only
+        LiteRT's threads (1: these models take ~0.03 ms a call).
+
+    Attributes
+    ----------
+    input_shape, output_shape : tuple of int
+        Without the batch dimension, e.g. ``(40, 1)`` and ``(8,)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, sha256: str, num_threads: int = 1):
+        path = Path(path)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise ExportError(f"{path}: exported model not found (export it again from the "
+                              f"H5 with ser.export)") from None
+        except OSError as e:
+            raise ExportError(f"{path}: cannot read the exported model "
+                              f"({(e.strerror or type(e).__name__).lower()})") from None
+        if not isinstance(sha256, str) or not sha256:
+            raise ExportError(f"{path}: no sha256 given to check the exported model against")
+        got = sha256_bytes(blob)
+        if got != sha256.lower():
+            raise ExportError(f"{path}: checksum mismatch (sha256 {got[:16]}..., the sidecar "
+                              f"says {sha256[:16]}...); export the model again from its H5")
+        self._init(blob, str(path), num_threads)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, *, name: str = "<flatbuffer>",
+                   num_threads: int = 1) -> "LiteRTModel":
+        """A runner of flatbuffer bytes already in memory (nothing to check them against)."""
+        self = cls.__new__(cls)
+        self._init(bytes(blob), name, num_threads)
+        return self
+
+    def _init(self, blob: bytes, name: str, num_threads: int) -> None:
+        Interpreter = _interpreter_class()
+        self.name = name
+        self.sha256 = sha256_bytes(blob)
+        self._blob = blob                   # the interpreter reads from this buffer
+        try:
+            with _silenced(2):
+                it = Interpreter(model_content=blob, num_threads=num_threads)
+                it.allocate_tensors()
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"{name}: not a usable TFLite model ({msg})") from None
+        ins, outs = it.get_input_details(), it.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ExportError(f"{name}: expected one input and one output, the model has "
+                              f"{len(ins)} and {len(outs)}")
+        inp, out = ins[0], outs[0]
+        if inp["dtype"] != np.float32:
+            raise ExportError(f"{name}: input is {np.dtype(inp['dtype']).name}, not float32")
+        self._it = it
+        self._in, self._out = inp["index"], out["index"]
+        self.input_shape: tuple[int, ...] = tuple(int(d) for d in inp["shape"][1:])
+        self.output_shape: tuple[int, ...] = tuple(int(d) for d in out["shape"][1:])
+        sig = inp.get("shape_signature", inp["shape"])
+        self.dynamic_batch = len(sig) > 0 and int(sig[0]) == -1
+        self._batch = int(inp["shape"][0])
+
+    def _resize(self, n: int) -> None:
+        self._it.resize_tensor_input(self._in, [n, *self.input_shape], strict=True)
+        self._it.allocate_tensors()
+        self._batch = n
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """Outputs for ``X`` of shape ``(n, *input_shape)`` (float32): ``(n, *output_shape)``.
+
+        A batch runs in one call when the flatbuffer's batch dimension is dynamic (the
+        interpreter is resized when ``n`` changes), else one row at a time."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 1 + len(self.input_shape) or tuple(X.shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.name}: input of shape {tuple(X.shape)}, expected "
+                             f"(n, {', '.join(map(str, self.input_shape))})")
+        n = X.shape[0]
+        if n == 0:
+            return np.zeros((0, *self.output_shape), np.float32)
+        if self.dynamic_batch:
+            if n != self._batch:
+                self._resize(n)
+            self._it.set_tensor(self._in, X)
+            self._it.invoke()
+            return self._it.get_tensor(self._out).copy()
+        rows = []
+        for x in X:
+            self._it.set_tensor(self._in, x[None])
+            self._it.invoke()
+            rows.append(self._it.get_tensor(self._out)[0].copy())
+        return np.stack(rows)
+
+
+def sidecar_entry(meta: dict) -> dict | None:
+    """The export entry of a parsed sidecar, or None when the model has no export."""
+    entry = meta.get(SIDECAR_KEY)
+    return entry if isinstance(entry, dict) else None
+
+
+def load_exported(model_path: str | os.PathLike, meta: dict, *,
+                  num_threads: int = 1) -> LiteRTModel | None:
+    """The runner of the model's export named in its sidecar, or None without an export.
+
+    The file is ``entry["file"]`` beside the H5 (a bare name, never a path elsewhere); its
+    sha256 and input shape must be the sidecar's (:class:`ExportError` otherwise)."""
+    entry = sidecar_entry(meta)
+    if entry is None:
+        return None
+    name = entry.get("file")
+    model_path = Path(model_path)
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise ExportError(f"{model_path.with_suffix('.json')}: {SIDECAR_KEY}.file must be a "
+                          f"file name beside the model, got {name!r}")
+    runner = LiteRTModel(model_path.parent / name, sha256=entry.get("sha256"),
+                         num_threads=num_threads)
+    want = tuple(int(d) for d in meta.get("input_shape", runner.input_shape))
+    if runner.input_shape != want:
+        raise ExportError(f"{runner.name}: input {list(runner.input_shape)} does not match "
+                          f"the sidecar's {list(want)}")
+    return runner
