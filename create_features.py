@@ -23,33 +23,32 @@ from pathlib import Path
 from ser import files as ser_files
 from ser.cluster import SCHEDULER_ENV, scheduler_default
 from ser.extract import extract
-from ser.features import FEATURE_DIMS, FEATURE_SETS
+from ser.features import FEATURE_SETS, describe_sets
 from ser.paths import FEATURES_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--feature", default="mfcc", choices=[*FEATURE_SETS, "all"],
-                   help="feature set: mfcc (40), chroma (12), contrast (7), combined (59), "
-                        f"stats (pooled statistics, {FEATURE_DIMS['stats']}), byols (the "
-                        f"BYOL-S encoder, {FEATURE_DIMS['byols']}), stats_byols (both, "
-                        f"{FEATURE_DIMS['stats_byols']}) or all of them (one STFT per file "
-                        "for the first four)")
+                   help=f"feature set (values): {describe_sets()}; or all of them (default "
+                        f"mfcc)")
     p.add_argument("--features-dir", type=Path, default=FEATURES_DIR,
-                   help="folder with the Actor_XX audio folders")
+                   help="folder with the Actor_XX audio folders (default: features/)")
     p.add_argument("--out", type=Path, default=None,
                    help="where the .joblib files go (default: the features folder)")
     p.add_argument("--jobs", type=int, default=-1,
-                   help="parallel worker processes (-1: all cores, 1: no parallelism)")
+                   help="parallel worker processes (-1: all cores, the default; 1: no "
+                        "parallelism)")
     p.add_argument("--no-cache", action="store_true",
                    help="ignore and do not write the per-file cache")
     p.add_argument("--augment", type=int, default=0, metavar="N",
                    help="also write N augmented copies of every file to "
                         "features_<set>_aug.joblib (speed perturbation and a random "
                         "microphone/room channel per speaker and copy, audiomentations); "
-                        "neural_network.py --augment adds them to training folds only")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none anyway when stderr is not a terminal)")
+                        "neural_network.py --augment adds them to training folds only "
+                        "(default 0)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="process the files on the Dask cluster of this scheduler (e.g. "
                         f"tcp://10.0.0.5:8786; default ${SCHEDULER_ENV}); its workers need "

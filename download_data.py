@@ -1,53 +1,13 @@
-"""Get the RAVDESS and TESS corpora into the layout the pipeline reads.
+"""Step 0: get the RAVDESS and TESS corpora into the layout the pipeline reads.
 
-Two ways in:
-
-``python download_data.py``
-    Downloads RAVDESS audio-only (Zenodo record 1188976: ``Audio_Speech_Actors_01-24.zip``,
-    ``Audio_Song_Actors_01-24.zip``) and TESS (Borealis Dataverse, doi:10.5683/SP2/E8H2MF, one
-    request per file through the Dataverse native API). Every download is checked against the
-    checksum the repository lists; a cut connection resumes with an HTTP ``Range`` request from
-    the kept ``.part`` file (also on the next run).
-
-``python download_data.py --from DIR``
-    Imports local copies: the official zips, a TESS zip, unpacked folders, or the project's
-    shared layout (``ravdess_speech/Actor_XX``, ``ravdess_song/Actor_XX``, ``tess/<FOLDER>``).
-    Every audio file under ``DIR`` (and inside any zip there) is classified by its name.
-
-Where files go (names are never changed, files are never modified):
-
-* RAVDESS speech and song of actor ``XX`` -> ``features/Actor_XX/`` (``--features-dir``);
-* TESS -> ``data/tess/<original folder>/<original name>`` (``--tess-dir``), read by
-  ``tess_pipeline.py``.
-
-Safety: archives are extracted into a temporary folder beside the destination and moved into
-place only once every member has been read and checked; single files are copied under a
-temporary name and renamed. Counts of audio files are checked before anything is placed
-(RAVDESS: 60 speech and 44 song files per actor present, 1440 and 1012 in the official zips;
-TESS: 2800). A second run changes nothing: files that are already in place (same size and
-time stamp, or same content) are left alone, and a completed download is remembered in the
-cache folder so a re-run does not even contact the servers.
-
-Hostile or broken input:
-
-* every destination goes through one resolver (:func:`resolve_inside`): a name from a
-  listing (Dataverse ``label``, each folder of ``directoryLabel``) or an archive member with a
-  path separator, ``..``, an absolute path, a drive letter, NUL or another control character
-  is refused on one line naming the entry, and the resolved destination (symbolic links
-  followed) must lie inside ``--features-dir`` / ``--tess-dir``;
-* a file becomes corpus audio only if ``soundfile.info`` reads it (downloads: after the
-  download); of two files of the same recording in one source the readable one is taken;
-* a symbolic link in a ``--from`` folder that leads out of that folder (or nowhere) is not
-  followed; a placed file never has wider permissions than its source (and is never
-  executable);
-* a file in place that differs from the incoming one is kept, and said so, unless
-  ``--force``: then it is replaced and the old one kept under
-  ``<destination>/.previous/<date-time>/`` (a hidden folder the pipeline does not read);
-* folders and files that cannot be read are named with the reason (e.g. permission denied).
-
-Unsafe names and unreadable folders or files are fatal in the default strict mode (nothing is
-placed); with ``--allow-incomplete`` they are skipped, and the summary counts them. An empty
-source, or one where every file was skipped, is an error (exit 1).
+``python download_data.py`` downloads RAVDESS audio-only (Zenodo record 1188976) and TESS
+(Borealis Dataverse, doi:10.5683/SP2/E8H2MF), each file checked against the repository's
+checksum, resuming cut downloads. ``python download_data.py --from DIR`` imports local copies
+(the official zips, a TESS zip, unpacked folders, or the shared layout ``ravdess_speech/``,
+``ravdess_song/``, ``tess/``). RAVDESS goes to ``features/Actor_XX/``, TESS to ``data/tess/``
+for ``tess_pipeline.py``. A second run changes nothing; a file in place that differs is kept
+unless ``--force`` (then the old one goes to ``.previous/``). What is refused and why (names
+leading out of the destination, unreadable or non-audio files, links): ``ser/download.py``.
 
 Exit status: 0 done (the summary line says what was placed, present and skipped), 1 an error
 (one line), 130 interrupted.

@@ -1,21 +1,14 @@
 #!/usr/bin/env python
 """Step 1: copy the TESS corpus into RAVDESS-style actor folders.
 
-Every TESS file ``<FOLDER>/<SPEAKER>_<word>_<emotion>.wav`` becomes
-``features/Actor_25`` (YAF) or ``features/Actor_26`` (OAF) ``/03-01-EE-01-SS-RR-AA.<ext>``:
-EE the RAVDESS emotion code, SS-RR a deterministic number of the word (see
-``ser_common.tess_word_code``), AA the actor. A manifest CSV maps every new name to its original
-path, speaker and word. Re-running is a no-op; nothing is overwritten with different content.
-
-Only what is inside the source folder is read: a symbolic link that leads out of it (or
-nowhere), or to a folder, is not followed. A file is copied only if it decodes as audio, and
-never with wider permissions than its source. Folders and files that cannot be read, like
-every other file that cannot be placed, are named with the reason and counted.
+Every TESS file becomes ``features/Actor_25`` (YAF) or ``features/Actor_26`` (OAF)
+``/03-01-EE-01-SS-RR-AA.<ext>``, with a manifest CSV mapping every new name to its original
+path, speaker and word (naming rules and what is read: ``ser/tess.py``). Re-running is a
+no-op; nothing is overwritten with different content.
 
 Exit status: 0 when files were copied or already in place (files that could not be placed are
 named on stderr and counted); 1 on an error, or when nothing could be placed (an empty source,
-only unusable files): then no manifest is written.
-"""
+only unusable files): then no manifest is written."""
 from __future__ import annotations
 
 import argparse

@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ser.files import sha256_file
+from ser.files import require_sha256, sha256_file
 
 # --------------------------------------------------------------------------------------------
 # Constants
@@ -366,15 +366,10 @@ def fetch_checkpoint(*, url: str = URL, path: str | os.PathLike | None = None,
     """
     local = path if path is not None else os.environ.get(ENV_PATH) or None
     if local is not None:
-        local = Path(local)
-        if not local.is_file():
-            raise CheckpointError(f"{local}: checkpoint not found (from "
-                                  f"{'path=' if path is not None else ENV_PATH})")
-        got = sha256_of(local)
-        if got != SHA256:
-            raise CheckpointError(f"{local}: sha256 {got} does not match the BYOL-S "
-                                  f"checkpoint's {SHA256}")
-        return local
+        return require_sha256(
+            local, SHA256, CheckpointError,
+            missing=f"checkpoint not found (from {'path=' if path is not None else ENV_PATH})",
+            mismatch=f"does not match the BYOL-S checkpoint's {SHA256}")
     if url == URL and os.environ.get(ENV_URL):
         url = os.environ[ENV_URL]
     if not isinstance(url, str) or not url:

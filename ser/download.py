@@ -1,15 +1,15 @@
-"""Get the RAVDESS and TESS corpora into the layout the pipeline reads.
+"""Getting the RAVDESS and TESS corpora into the layout the pipeline reads (download_data.py).
 
 Two ways in:
 
-``python download_data.py``
+``download(...)`` (``python download_data.py``)
     Downloads RAVDESS audio-only (Zenodo record 1188976: ``Audio_Speech_Actors_01-24.zip``,
     ``Audio_Song_Actors_01-24.zip``) and TESS (Borealis Dataverse, doi:10.5683/SP2/E8H2MF, one
     request per file through the Dataverse native API). Every download is checked against the
     checksum the repository lists; a cut connection resumes with an HTTP ``Range`` request from
     the kept ``.part`` file (also on the next run).
 
-``python download_data.py --from DIR``
+``import_local(DIR)`` (``python download_data.py --from DIR``)
     Imports local copies: the official zips, a TESS zip, unpacked folders, or the project's
     shared layout (``ravdess_speech/Actor_XX``, ``ravdess_song/Actor_XX``, ``tess/<FOLDER>``).
     Every audio file under ``DIR`` (and inside any zip there) is classified by its name.
@@ -47,10 +47,7 @@ Hostile or broken input:
 
 Unsafe names and unreadable folders or files are fatal in the default strict mode (nothing is
 placed); with ``--allow-incomplete`` they are skipped, and the summary counts them. An empty
-source, or one where every file was skipped, is an error (exit 1).
-
-Exit status: 0 done (the summary line says what was placed, present and skipped), 1 an error
-(one line), 130 interrupted."""
+source, or one where every file was skipped, is an error (exit 1)."""
 from __future__ import annotations
 
 import errno
@@ -572,26 +569,23 @@ class Planner:
         reported and counted."""
         target = os.path.realpath(p)
         if os.path.commonpath([real_src, target]) != real_src:
-            self.summary[OTHER].skipped["symbolic link leaving the source folder"] += 1
-            _warn(f"skipped {_shown(p)}: a symbolic link to {_shown(target)}, outside {src}; "
-                  f"not followed")
-            return False
-        if not os.path.exists(target):
-            self.summary[OTHER].skipped["broken symbolic link"] += 1
-            _warn(f"skipped {_shown(p)}: a symbolic link to {_shown(os.readlink(p))}, which "
-                  f"does not exist")
-            return False
-        if os.path.isdir(target):
-            self.summary[OTHER].skipped["symbolic link to a folder (not followed)"] += 1
-            _warn(f"skipped {_shown(p)}: a symbolic link to the folder {_shown(target)} "
-                  f"(links to folders are not followed)")
-            return False
-        if not os.path.isfile(target):
-            self.summary[OTHER].skipped["not a regular file"] += 1
-            _warn(f"skipped {_shown(p)}: a symbolic link to {_shown(target)}, not a regular "
-                  f"file")
-            return False
-        return True
+            kind, why = ("symbolic link leaving the source folder",
+                         f"a symbolic link to {_shown(target)}, outside {src}; not followed")
+        elif not os.path.exists(target):
+            kind, why = ("broken symbolic link", f"a symbolic link to "
+                         f"{_shown(os.readlink(p))}, which does not exist")
+        elif os.path.isdir(target):
+            kind, why = ("symbolic link to a folder (not followed)",
+                         f"a symbolic link to the folder {_shown(target)} (links to folders "
+                         f"are not followed)")
+        elif not os.path.isfile(target):
+            kind, why = ("not a regular file",
+                         f"a symbolic link to {_shown(target)}, not a regular file")
+        else:
+            return True
+        self.summary[OTHER].skipped[kind] += 1
+        _warn(f"skipped {_shown(p)}: {why}")
+        return False
 
     def add_zip(self, path: Path, *, only: str | None = None) -> None:
         """Every member of a zip; with ``only``, members of other corpora are refused.

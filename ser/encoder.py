@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ser import byols
+from ser.files import require_sha256
 
 NAME = "byols_default512"
 """The encoder's name in feature parameters and sidecars."""
@@ -208,10 +209,9 @@ def read_weights(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]
     path = Path(path) if path is not None else weights_path()
     if not path.is_file():
         raise _missing(path)
-    got = sha256_of(path)
-    if got != NPZ_SHA256:
-        raise EncoderError(f"{path}: sha256 {got} is not the BYOL-S weights' {NPZ_SHA256} "
-                           f"(convert them again: python -m ser.encoder)")
+    require_sha256(path, NPZ_SHA256, EncoderError, missing="",
+                   mismatch=f"is not the BYOL-S weights' {NPZ_SHA256} (convert them again: "
+                            f"python -m ser.encoder)")
     try:
         with np.load(path, allow_pickle=False) as z:
             state = {k: z[k] for k in z.files}
@@ -293,15 +293,11 @@ def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None)
             raise EncoderError(f"{side}: the model was trained with encoder {name} of sha256 "
                                f"{want}, this version has {NPZ_NAME} of sha256 {NPZ_SHA256}; "
                                f"retrain the model")
-        path = weights_path()
-        if not path.is_file():
-            raise EncoderError(f"{path}: encoder weights not found ({model_path} needs "
-                               f"{NAME}; make them once with: python -m ser.encoder)")
-        got = sha256_of(path)
-        if got != want:
-            raise EncoderError(f"{path}: sha256 {got} is not that of the encoder {model_path} "
-                               f"was trained with ({want}); convert it again: "
-                               f"python -m ser.encoder")
+        require_sha256(weights_path(), want, EncoderError,
+                       missing=f"encoder weights not found ({model_path} needs {NAME}; make "
+                               f"them once with: python -m ser.encoder)",
+                       mismatch=f"is not that of the encoder {model_path} was trained with "
+                                f"({want}); convert it again: python -m ser.encoder")
 
 
 # --------------------------------------------------------------------------------------------

@@ -116,6 +116,19 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def require_sha256(path: str | os.PathLike, want: str, error: type[Exception], *,
+                   missing: str, mismatch: str) -> Path:
+    """``path``, if it is a file whose SHA-256 is ``want``; else ``error("<path>: <missing>")``
+    or ``error("<path>: sha256 <got> <mismatch>")``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    got = sha256_file(path)
+    if got != want:
+        raise error(f"{path}: sha256 {got} {mismatch}")
+    return path
+
+
 def record_written(path: str | os.PathLike) -> None:
     """Remember that this installation wrote ``path`` as it is now."""
     d = _record_dir()

@@ -1,4 +1,4 @@
-"""Step 1: copy the TESS corpus into RAVDESS-style actor folders.
+"""TESS renamed into RAVDESS-style actor folders (tess_pipeline.py).
 
 Every TESS file ``<FOLDER>/<SPEAKER>_<word>_<emotion>.wav`` becomes
 ``features/Actor_25`` (YAF) or ``features/Actor_26`` (OAF) ``/03-01-EE-01-SS-RR-AA.<ext>``:
@@ -9,11 +9,7 @@ path, speaker and word. Re-running is a no-op; nothing is overwritten with diffe
 Only what is inside the source folder is read: a symbolic link that leads out of it (or
 nowhere), or to a folder, is not followed. A file is copied only if it decodes as audio, and
 never with wider permissions than its source. Folders and files that cannot be read, like
-every other file that cannot be placed, are named with the reason and counted.
-
-Exit status: 0 when files were copied or already in place (files that could not be placed are
-named on stderr and counted); 1 on an error, or when nothing could be placed (an empty source,
-only unusable files): then no manifest is written."""
+every other file that cannot be placed, are named with the reason and counted."""
 from __future__ import annotations
 
 import csv
