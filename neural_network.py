@@ -22,15 +22,14 @@ import time
 from pathlib import Path
 
 from ser import files as ser_files
-from ser.corpora import FAMILIES, parse_subset
+from ser.cluster import SCHEDULER_ENV, scheduler_default
+from ser.console import import_keras, quiet_tensorflow, show_progress
+from ser.corpora import FAMILIES, families_of, parse_subset
 from ser.features import FEATURE_SETS
 from ser.models import MODELS, ORIGINAL_MODELS
 from ser.paths import DEFAULT_MODEL, FEATURES_DIR, MEDIA_DIR, MODELS_DIR, ROOT
 from ser.protocols import PROTOCOLS, load_dataset
-
 from ser.training import TrainConfig, _protocol_records, run, save_trained, train_final
-from ser.cluster import SCHEDULER_ENV, scheduler_default
-from ser.console import quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the features_<set>.joblib files")
     p.add_argument("--media-dir", type=Path, default=MEDIA_DIR,
                    help="where plots and result tables go")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (there are none anyway when stderr is not a terminal)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (there are none anyway when stderr is not a terminal)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Keras's per-epoch lines and TensorFlow's own messages")
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="run the trainings of the comparison (folds x models) on the Dask "
                         f"cluster of this scheduler (default ${SCHEDULER_ENV}); its workers "
@@ -134,9 +136,12 @@ def save_target(args, model: str, changed: list[str]) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        import_keras(verbose=True)
+    else:
+        quiet_tensorflow()
     changed = experimental_options(args, parser)   # before the defaults that depend on others
     if args.trust_features:
         for f in Path(args.features_dir).glob("features_*.joblib"):
@@ -148,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     norm = args.norm or ("none" if args.protocol == "original" else "global")
     cfg = TrainConfig(epochs=args.epochs, batch_size=batch, learning_rate=args.learning_rate,
                       patience=args.patience, seed=args.seed, norm=norm,
-                      augment=args.augment, ensemble=args.ensemble)
+                      augment=args.augment, ensemble=args.ensemble,
+                      verbose=2 if args.verbose else 0)
     models = list(ORIGINAL_MODELS) if args.model == "all" else [args.model]
     try:
         save_to = None if len(models) != 1 else save_target(args, models[0], changed)
@@ -173,13 +179,13 @@ def main(argv: list[str] | None = None) -> int:
                                                           args.subset, args.feature, cfg.norm,
                                                           cfg.augment, cfg.ensemble))
             return 0
-        directions = (list(FAMILIES) if args.train_corpus == "both"
+        directions = (families_of(parse_subset(args.subset)) if args.train_corpus == "both"
                       else [args.train_corpus])
         for direction in (directions if args.protocol == "corpus" else ["ravdess"]):
             records, outs = run(models=models, protocol=args.protocol, subset=args.subset,
                                 feature=args.feature, cfg=cfg, features_dir=args.features_dir,
                                 media_dir=args.media_dir, k=args.folds,
-                                train_corpus=direction, progress=not args.quiet and sys.stderr.isatty(),
+                                train_corpus=direction, progress=show_progress(args.quiet),
                                 scheduler=args.scheduler)
         if save_to and args.protocol in ("original", "random") and len(models) == 1:
             o = outs[models[0]]

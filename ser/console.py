@@ -30,16 +30,23 @@ def stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def import_keras():
-    """Import Keras (and TensorFlow) without their start-up chatter on stderr."""
-    import sys
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
-    quiet_tensorflow()
-    with stderr_silenced():
+def import_keras(*, verbose: bool = False):
+    """Import Keras (and TensorFlow) without their start-up chatter on stderr (the C++
+    start-up lines, absl's HDF5 "legacy" notice, tf.function retracing warnings), unless
+    ``verbose``."""
+    import logging
+    if verbose:
         import keras
-        import tensorflow as tf
-        tf.get_logger().setLevel("ERROR")
+        return keras
+    quiet_tensorflow()
+    if "keras" in sys.modules:
+        keras = sys.modules["keras"]
+    else:
+        with stderr_silenced():
+            import keras
+            import tensorflow  # noqa: F401
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     return keras
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from ser.files import os_reason
 from ser.paths import FEATURES_DIR, TESS_MANIFEST
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -29,6 +30,8 @@ TESS_FOLDER_EMOTIONS = {"pleasant_surprise": "ps", "pleasant_surprised": "ps"}
 TESS_ACTORS = {"YAF": 25, "OAF": 26}
 TESS_SPEAKERS = {v: k for k, v in TESS_ACTORS.items()}
 
+
+CSV_FIRST_ACTOR = 1000         # the first speaker of a CSV corpus (read_csv_corpus)
 
 # Expected sizes of the corpora (files).
 RAVDESS_SPEECH_PER_ACTOR = 60
@@ -107,6 +110,8 @@ CORPUS_TABLE: tuple[Corpus, ...] = (
            lambda f: f.actor <= 24 and f.vocal_channel == 2),
     Corpus("tess", "tess", "tess", tuple(e for e in EMOTIONS if e != "calm"), False,
            lambda f: f.actor in TESS_SPEAKERS),
+    # your own recordings, listed in a CSV (read_csv_corpus): their speakers are actors 1000+
+    Corpus("csv", "csv", "csv", EMOTIONS, True, lambda f: f.actor >= CSV_FIRST_ACTOR),
 )
 """Every corpus the pipeline knows, in order; a file belongs to the first that owns it."""
 CORPORA = tuple(c.name for c in CORPUS_TABLE)
@@ -122,6 +127,12 @@ def corpus_of(f: RavdessName, path: str | os.PathLike | None = None) -> Corpus:
     where = f"{path}: " if path is not None else ""
     raise ValueError(f"{where}actor {f.actor:02d} belongs to no corpus the pipeline knows "
                      f"({', '.join(CORPORA)}; corpora are listed in ser/corpora.py)")
+
+
+def families_of(corpora: list[str]) -> list[str]:
+    """The families of these corpora (names of the table), in the table's order."""
+    have = {corpus(c).family for c in corpora}
+    return [f for f in FAMILIES if f in have]
 
 
 def corpus(name: str) -> Corpus:
@@ -238,3 +249,67 @@ def parse_subset(subset: str) -> list[str]:
         raise ValueError(f"subset {subset!r}: unknown part(s) {bad or subset!r}; join any of "
                          f"{', '.join(SUBSET_CORPORA)} with '+', e.g. song+tess")
     return [SUBSET_CORPORA[p] for p in dict.fromkeys(parts)]
+
+
+# --------------------------------------------------------------------------------------------
+# Your own data: a corpus defined by a CSV
+# --------------------------------------------------------------------------------------------
+CSV_COLUMNS = ("path", "emotion", "speaker")
+EMOTION_ALIASES = {"fear": "fearful", "afraid": "fearful", "surprise": "surprised",
+                   "disgusted": "disgust", "happiness": "happy", "joy": "happy",
+                   "sadness": "sad", "anger": "angry", "ps": "surprised"}
+
+
+class CsvRow(NamedTuple):
+    path: Path                 # the audio file
+    rel: str                   # as the CSV names it (the row's key in caches and outputs)
+    name: RavdessName          # emotion and speaker in the pipeline's terms (actor 1000+)
+    speaker: str               # the CSV's speaker
+
+
+def read_csv_corpus(csv_path: str | os.PathLike) -> tuple[list[CsvRow], list[str]]:
+    """The rows of a CSV corpus (columns ``path``, ``emotion``, ``speaker``; others ignored),
+    and a one-line problem for every row left out.
+
+    Paths are relative to the CSV's folder (or absolute); emotions are the pipeline's eight
+    names (or a common alias: fear, surprise, anger, ...), case-insensitive; each distinct
+    speaker becomes an actor number from :data:`CSV_FIRST_ACTOR` (in order of first
+    appearance), so that the ``speaker`` protocol holds whole speakers out.
+
+    Raises
+    ------
+    ValueError
+        The CSV cannot be read or lacks a required column (one line naming it).
+    """
+    import csv
+    csv_path = Path(csv_path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip().lower() for c in reader.fieldnames or []]
+            lines = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        reason = os_reason(e) if isinstance(e, OSError) else str(e).splitlines()[0]
+        raise ValueError(f"{csv_path}: cannot read the CSV ({reason})") from None
+    missing = [c for c in CSV_COLUMNS if c not in fields]
+    if missing:
+        raise ValueError(f"{csv_path}: the CSV lacks the column(s) {', '.join(missing)} "
+                         f"(needed: {', '.join(CSV_COLUMNS)}; found: {', '.join(fields) or 'none'})")
+    rows, problems, speakers = [], [], {}
+    for i, raw in enumerate(lines, start=2):          # line 1 is the header
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        where = f"{csv_path}:{i}"
+        emotion = EMOTION_ALIASES.get(row["emotion"].lower(), row["emotion"].lower())
+        if emotion not in EMOTIONS:
+            problems.append(f"{where}: unknown emotion {row['emotion']!r} (known: "
+                            f"{', '.join(EMOTIONS)})")
+            continue
+        if not row["path"] or not row["speaker"]:
+            problems.append(f"{where}: empty {'path' if not row['path'] else 'speaker'}")
+            continue
+        path = Path(row["path"])
+        path = path if path.is_absolute() else csv_path.parent / path
+        actor = speakers.setdefault(row["speaker"], CSV_FIRST_ACTOR + len(speakers))
+        name = RavdessName(3, 1, EMOTIONS.index(emotion) + 1, 1, 1, 1, actor)
+        rows.append(CsvRow(path, row["path"], name, row["speaker"]))
+    return rows, problems

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ser.checkpoint import load_model
+from ser.checkpoint import load_model, read_sidecar
 from ser.console import import_keras, stderr_silenced
 from ser.files import atomic_path
 from ser.paths import DEFAULT_MODEL, MEDIA_DIR
@@ -32,14 +32,18 @@ def plot(model_path: str | Path = DEFAULT_MODEL, out: str | Path = DEFAULT_OUT, 
 
     Raises FileNotFoundError/ValueError (model), ImportError (pydot/Graphviz).
     """
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path}: model file not found")
+    meta = read_sidecar(model_path)        # a wrong --model is one line before TensorFlow
     keras = import_keras()
     with stderr_silenced():
-        model, _ = load_model(model_path)
+        model, _ = load_model(model_path, meta=meta)
     out = Path(out)
     with atomic_path(out) as tmp:          # temp name keeps the extension: format from it
         keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True,
                                show_layer_names=True, show_layer_activations=True,
-                               rankdir=rankdir, dpi=dpi)
+                               expand_nested=True, rankdir=rankdir, dpi=dpi)
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise RuntimeError(f"Graphviz wrote nothing to {tmp}")
     return out

@@ -1,6 +1,7 @@
 """The model registry: adding a model is one decorated function here."""
 from __future__ import annotations
 
+from ser.console import import_keras
 from ser.corpora import N_CLASSES
 
 MODELS: dict = {}
@@ -14,7 +15,7 @@ def register(name):
 
 
 def _layers():
-    import keras
+    keras = import_keras()
     return keras, keras.layers
 
 
@@ -73,7 +74,7 @@ ORIGINAL_MODELS = ("basic_cnn", "improved_cnn", "cnn_gru", "lstm")
 
 
 def compile_model(model, lr: float):
-    import keras
+    keras = import_keras()
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=lr),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -81,7 +82,7 @@ def compile_model(model, lr: float):
 
 def ensemble_of(members: list, input_shape: tuple):
     """One Keras model whose output is the mean of the members' class probabilities."""
-    import keras
+    keras = import_keras()
     inp = keras.Input(input_shape)
     outs = [keras.Model(m.inputs[0], m.outputs[0], name=f"member{i + 1}")(inp)
             for i, m in enumerate(members)]

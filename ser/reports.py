@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,11 @@ from ser.protocols import PROTOCOLS
 
 RESULT_KEY = ("model", "protocol", "subset", "feature", "adaptation", "augmentation",
               "ensemble", "train_corpus", "test_corpus")
+_STARTED = time.localtime()
+RUN = {"run": f"{time.strftime('%Y%m%d-%H%M%S', _STARTED)}-{os.getpid()}",
+       "made": time.strftime("%Y-%m-%d %H:%M", _STARTED)}
+"""This process's run: every record, plot and report it writes names it, so that media/ tells
+fresh results from those of earlier runs."""
 
 
 def _plt():
@@ -22,6 +29,8 @@ def _plt():
 
 
 def _savefig(fig, path: Path):
+    fig.text(0.99, 0.005, f"run {RUN['run']}, {RUN['made']}", ha="right", va="bottom",
+             fontsize=6, color="0.45")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110, bbox_inches="tight")
     _plt().close(fig)
@@ -63,7 +72,7 @@ def plot_confusion(y_true, y_pred, path: Path, title: str):
 def classification_report_text(y_true, y_pred, title: str) -> str:
     from sklearn.metrics import classification_report
     labels = sorted(set(np.unique(y_true).tolist()) | set(np.unique(y_pred).tolist()))
-    return title + "\n\n" + classification_report(
+    return title + f"\n(run {RUN['run']}, {RUN['made']})\n\n" + classification_report(
         y_true, y_pred, labels=labels, target_names=[EMOTIONS[i] for i in labels],
         digits=3, zero_division=0)
 
@@ -91,13 +100,15 @@ def plot_comparison(histories: dict, path: Path, title: str):
 
 
 def update_results(path: Path, records: list[dict]) -> list[dict]:
-    """Replace records with the same key (model/protocol/subset/feature/...), keep others."""
+    """Replace records with the same key (model/protocol/subset/feature/...), keep others;
+    the new ones carry this :data:`RUN`."""
     old = []
     if path.exists():
         try:
             old = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise ValueError(f"{path}: not valid JSON; move it away to start a new table")
+    records = [{**r, **RUN} for r in records]
     key = lambda r: tuple(r.get(k) for k in RESULT_KEY)
     new_keys = {key(r) for r in records}
     merged = [r for r in old if key(r) not in new_keys] + records
@@ -109,7 +120,7 @@ def results_markdown(records: list[dict]) -> str:
     cols = ["model", "protocol", "subset", "feature", "adaptation", "augmentation",
             "ensemble", "accuracy", "uar",
             "macro_f1", "weighted_f1", "uar_restricted", "uar_8way", "epochs",
-            "seconds_per_epoch", "train_seconds"]
+            "seconds_per_epoch", "train_seconds", "made"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
     def fmt(r, c):
