@@ -18,8 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ser.corpora import CORPORA
+from ser.console import show_progress
 from ser.download import (
+    CORPORA,
     DATAVERSE_URL,
     DOWNLOAD_DIR,
     ENV_BASE_URL,
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = not args.no_progress and sys.stderr.isatty()   # a bar on a terminal only
+    progress = show_progress(args.no_progress)   # a bar on a terminal only
     try:
         if args.src is not None:
             summary = import_local(args.src, features_dir=args.features_dir,

@@ -16,25 +16,27 @@ import sys
 import time
 from pathlib import Path
 
+from ser.console import show_progress
 from ser.paths import FEATURES_DIR, TESS_SOURCE_DIR
 from ser.tess import TessError, run
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Symbolic links out of the source, or to folders, are "
                                        "not followed; unreadable folders and files are named "
                                        "and counted. Exit status: 0 when files were copied or "
                                        "already in place, 1 on an error or when nothing could "
                                        "be placed (then no manifest is written).")
     p.add_argument("--source", type=Path, default=TESS_SOURCE_DIR,
-                   help="the TESS tree (its 14 folders, WAV or FLAC)")
+                   help="the TESS tree (its 14 folders, WAV or FLAC; default: data/tess)")
     p.add_argument("--out", type=Path, default=FEATURES_DIR,
-                   help="folder that receives Actor_25 (YAF) and Actor_26 (OAF)")
+                   help="folder that receives Actor_25 (YAF) and Actor_26 (OAF) (default: "
+                        "features/)")
     p.add_argument("--manifest", type=Path, default=None,
                    help="manifest CSV (default: OUT/tess_manifest.csv)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none anyway when stderr is not a terminal)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
     return p
 
 
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
     try:
-        r = run(args.source, args.out, manifest=args.manifest, progress=not args.quiet and sys.stderr.isatty())
+        r = run(args.source, args.out, manifest=args.manifest, progress=show_progress(args.quiet))
     except (TessError, FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

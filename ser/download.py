@@ -72,7 +72,6 @@ from urllib.parse import urljoin
 from tqdm import tqdm
 
 from ser.corpora import (
-    CORPORA,
     RAVDESS_SPEECH_PER_ACTOR,
     TESS_ACTORS,
     TESS_FILES,
@@ -100,6 +99,7 @@ ARCHIVES = {"ravdess_speech": "Audio_Speech_Actors_01-24.zip",
 
 
 # The 14 folders of the TESS distribution (used when a TESS file arrives without its folder).
+CORPORA = (*ARCHIVES, "tess")   # the corpora this step gets (not your own CSV corpus)
 TESS_FOLDERS = {
     ("OAF", "angry"): "OAF_angry", ("OAF", "disgust"): "OAF_disgust",
     ("OAF", "fear"): "OAF_Fear", ("OAF", "happy"): "OAF_happy",
