@@ -120,7 +120,7 @@ def results_markdown(records: list[dict]) -> str:
     cols = ["model", "protocol", "subset", "feature", "adaptation", "augmentation",
             "ensemble", "accuracy", "uar",
             "macro_f1", "weighted_f1", "uar_restricted", "uar_8way", "epochs",
-            "seconds_per_epoch", "train_seconds", "made"]
+            "ece", "ece_calibrated", "seconds_per_epoch", "train_seconds", "made"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
     def fmt(r, c):
@@ -150,3 +150,27 @@ def write_model_reports(o: dict, media: Path, prefix: str, tag: str):
     plot_confusion(o["y_true"], o["y_pred"], media / f"{prefix}confusion_matrix.png", tag)
     write_report(classification_report_text(o["y_true"], o["y_pred"], tag), media,
                  f"{prefix}classification_report")
+    if o.get("calibrated") is not None:
+        plot_reliability(o["y_true"], o["proba"], o["calibrated"],
+                         media / f"{prefix}reliability.png", tag)
+
+
+def plot_reliability(y_true, proba, calibrated, path: Path, title: str):
+    """The reliability diagram of the test predictions before and after temperature scaling
+    (accuracy against confidence per bin; the diagonal is a calibrated model)."""
+    from ser.calibration import ece, reliability
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    for p, name, style in ((proba, "model", "o-"), (calibrated, "temperature-scaled", "s-")):
+        conf, acc, count = reliability(p, y_true)
+        keep = count > 0
+        ax.plot(conf[keep], acc[keep], style, ms=4,
+                label=f"{name} (ECE {ece(p, y_true):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability: {title}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    _savefig(fig, path)

@@ -16,6 +16,7 @@ from ser.checkpoint import (
     save_model,
     sidecar_path,
 )
+from ser.calibration import apply_temperature, ece, fit_temperature, selective
 from ser.cluster import dask_backend, exit_with_parent
 from ser.console import import_keras
 from ser.files import atomic_path
@@ -144,15 +145,26 @@ def _adapt(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, TrainConfig, str]:
 
 
 def _fold_result(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, protocol: str):
-    """Train and test one fold: ``((metrics, history, y_true, y_pred, epochs, seconds), model,
-    norm)``."""
+    """Train and test one fold: ``((metrics, history, y_true, y_pred, epochs, seconds,
+    (test probabilities, the same calibrated or None)), model, norm)``.
+
+    The temperature (ser/calibration.py) is fitted on the fold's validation rows (speakers
+    the model did not train on, in the speaker and corpus protocols) and judged on its test
+    rows: ``temperature``, ``ece`` and ``ece_calibrated`` join the fold's metrics.
+    """
     model, hist, norm, s = train_one(model_name, ds, fold, cfg)
+    y = ds.y[fold.test]
     proba = predict_proba(model, ds.X[fold.test], norm)
     pred = np.argmax(proba, axis=1)
-    m = metrics(ds.y[fold.test], pred)
+    m = metrics(y, pred)
     if protocol == "corpus":
-        m.update(corpus_uars(ds.y[fold.test], proba))
-    return (m, hist, ds.y[fold.test], pred, len(hist["loss"]), s), model, norm
+        m.update(corpus_uars(y, proba))
+    calibrated = None
+    if fold.val is not None and len(fold.val) and not fold.test_is_val:
+        t = fit_temperature(predict_proba(model, ds.X[fold.val], norm), ds.y[fold.val])
+        calibrated = apply_temperature(proba, t)
+        m.update({"temperature": t, "ece": ece(proba, y), "ece_calibrated": ece(calibrated, y)})
+    return (m, hist, y, pred, len(hist["loss"]), s, (proba, calibrated)), model, norm
 
 
 def _fold_task(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, protocol: str,
@@ -207,10 +219,10 @@ def _cluster_folds(models: list[str], ds: Dataset, folds: list[Fold], cfg: Train
     for (name, i), r in zip(jobs, results):
         model = norm = None
         if i == last:
-            norm, weights = r[6:]
+            norm, weights = r[7:]
             model = build_model(name, (int(ds.X.shape[1]), 1), cfg.ensemble)
             model.set_weights(weights)
-        out[name].append((tuple(r[:6]), model, norm))
+        out[name].append((tuple(r[:7]), model, norm))
     return out
 
 
@@ -224,11 +236,12 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
     from tqdm import tqdm
     ds, cfg, adaptation = _adapt(ds, cfg)
     per_fold, hists, y_all, p_all, epochs, secs, uars_c = [], [], [], [], [], [], []
+    proba_all = []
     last_model, last_norm = None, None
     for i, fold in enumerate(tqdm(folds, desc=f"{model_name} [{protocol}]", unit="fold",
                                   disable=not progress or len(folds) == 1
                                   or fold_results is not None)):
-        (m, hist, y_true, pred, n_epochs, s), model, norm = (
+        (m, hist, y_true, pred, n_epochs, s, probas), model, norm = (
             _fold_result(model_name, ds, fold, cfg, protocol) if fold_results is None
             else fold_results[i])
         if protocol == "corpus":
@@ -237,6 +250,7 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
         hists.append(hist)
         y_all.append(y_true)
         p_all.append(pred)
+        proba_all.append(probas)
         epochs.append(n_epochs)
         secs.append(s)
         last_model, last_norm = model, norm
@@ -259,8 +273,15 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
     if protocol == "corpus":
         f = folds[0]
         rec["train_corpus"], rec["test_corpus"] = f.name.split("->")
-    return {"record": rec, "histories": hists, "y_true": np.concatenate(y_all),
-            "y_pred": np.concatenate(p_all), "model": last_model, "norm": last_norm}
+    y_true = np.concatenate(y_all)
+    proba = np.concatenate([p for p, _ in proba_all])
+    calibrated = None
+    if all(c is not None for _, c in proba_all):
+        calibrated = np.concatenate([c for _, c in proba_all])
+        rec["selective"] = selective(calibrated, y_true)   # what --min-confidence P leaves
+    return {"record": rec, "histories": hists, "y_true": y_true,
+            "y_pred": np.concatenate(p_all), "proba": proba, "calibrated": calibrated,
+            "model": last_model, "norm": last_norm}
 
 
 def run(*, models: list[str], protocol: str, subset: str, feature: str, cfg: TrainConfig,
@@ -318,16 +339,19 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
     # user's few utterances
     prior = fit_normalization(ds.X, "global") if cfg.norm == "speaker" else None
     ds, cfg, adaptation = _adapt(ds, cfg)
+    held = []
     if epochs is None:
         # median best epoch of early stopping on whole held-out actors, over 3 draws
         n_actors = len(set(ds.meta["actor"].tolist()))
         folds = split_speaker(ds, cfg.seed, k=max(2, min(5, n_actors)))[:3]
-        best = []
+        best, held = [], []
         for f in folds:
             probe = Fold(np.concatenate([f.train, f.test]), f.val, f.val, "probe")
             # one model per probe (an ensemble's members stop at about the same epoch)
             single = replace(cfg, ensemble=1)
-            best.append(train_one(model_name, ds, probe, single)[1]["best_epoch"])
+            m, h, n, _ = train_one(model_name, ds, probe, single)
+            best.append(h["best_epoch"])
+            held.append((predict_proba(m, ds.X[f.val], n), ds.y[f.val]))
         epochs = int(np.median(best))
         print(f"{model_name}: {epochs} epochs (median of {best}, early stopping on held-out "
               f"actors {[f.info['val_actors'] for f in folds]})")
@@ -346,7 +370,25 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
                   "norm": "speaker" if adaptation == "speaker" else cfg.norm,
                   "seconds": round(secs, 1)},
         protocol="all data (no test part)", metrics=protocol_record or {})
+    sidecar["calibration"] = _calibration((protocol_record or {}).get("speaker", {}), held)
     return _save(model, out, sidecar, f" ({len(ds)} rows, {epochs} epochs, {secs:.0f} s)")
+
+
+def _calibration(speaker: dict, held: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The all-data model's temperature: the mean of the temperatures fitted on the
+    validation actors of its recipe's ``speaker`` protocol folds (media/results.json), else
+    one fitted on the actors the epoch probes held out, else none (1.0)."""
+    if "temperature" in speaker:
+        return {"temperature": speaker["temperature"],
+                "fitted_on": "validation actors of the speaker protocol's folds",
+                **{k: speaker[k] for k in ("ece", "ece_calibrated") if k in speaker}}
+    if held:
+        p, y = np.concatenate([p for p, _ in held]), np.concatenate([y for _, y in held])
+        t = fit_temperature(p, y)
+        return {"temperature": t, "fitted_on": "actors held out by the epoch probes "
+                "(single models)", "ece": ece(p, y), "ece_calibrated": ece(
+                    apply_temperature(p, t), y)}
+    return {"temperature": 1.0, "fitted_on": "none"}
 
 
 def _save(model, out: Path, sidecar: dict, detail: str = "") -> dict:
@@ -372,7 +414,9 @@ def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, no
                 (model, subset, feature, adaptation, augment, ensemble):
             continue
         if r["protocol"] == "speaker":
-            out["speaker"] = {k: r[k] for k in ("uar", "uar_std", "accuracy", "macro_f1")}
+            out["speaker"] = {k: r[k] for k in ("uar", "uar_std", "accuracy", "macro_f1",
+                                                "temperature", "ece", "ece_calibrated",
+                                                "selective") if k in r}
         elif r["protocol"] == "corpus":
             out[f"corpus {r['train_corpus']}->{r['test_corpus']}"] = {
                 k: r[k] for k in ("uar_restricted", "uar_8way")}
