@@ -6,7 +6,11 @@ Examples::
     python live_predictions.py clip.wav other.flac          # one line per file
     python live_predictions.py --json features/Actor_01     # JSON lines; folders are expanded
     python live_predictions.py --mic --seconds 4            # record from the default input
-    python live_predictions.py --stream --duration 30       # sliding window, one line per hop
+    python live_predictions.py --timeline interview.flac    # emotion over time, per segment
+    python live_predictions.py --timeline --output-dir out talk.wav   # + out/timeline_talk.csv/.png
+    python live_predictions.py --output-dir out --format json clips/  # out/predictions.jsonl
+    python live_predictions.py --stream --duration 30       # each utterance judged when it ends
+    python live_predictions.py --stream --stream-mode window  # sliding window, one line per hop
     python live_predictions.py --list-devices
 
 The model (H5 + JSON sidecar, see :func:`ser_common.load_model`) is loaded once per run; the
@@ -15,11 +19,16 @@ exactly the loader and feature code that training used (:mod:`ser_common`). Infe
 model converted to TFLite by LiteRT (package ``ai-edge-litert``) when that is installed, else a
 traced ``tf.function``; both avoid ``model.predict``'s ~40-60 ms per call.
 
-Streaming judges a sliding window (:class:`StreamProcessor`, independent of the device); every
-window that passes the energy gate goes through the model's adaptation hook
-(:class:`NoAdaptation` or :class:`SpeakerAdaptation`, chosen by the sidecar's ``adaptation``
-key) before normalisation: that is where the speaker-adapted model updates its running estimate
-of the speaker's statistics.
+``--timeline`` reads files of any length in blocks (:mod:`ser.timeline`), finds speech with the
+Silero voice-activity detector (:mod:`ser.vad`) and judges each utterance-sized segment;
+``--max-seconds`` does not apply there (memory stays bounded). ``--stream`` runs the same
+detector on the microphone's blocks and judges each utterance once it has ended
+(:func:`ser.stream.run_utterances`); ``--stream-mode window`` keeps the sliding window
+(:class:`ser.stream.StreamProcessor`), gated by the detector. Everything judged live goes
+through the model's adaptation hook (:class:`NoAdaptation` or :class:`SpeakerAdaptation`,
+chosen by the sidecar's ``adaptation`` key) before normalisation: that is where the
+speaker-adapted model updates its running estimate of the speaker's statistics. Result files
+(``--output-dir``, ``--format``) are written by :mod:`ser.output`.
 
 Folder arguments are searched recursively for audio files (by extension,
 :data:`ser_common.AUDIO_EXTENSIONS`). Every file a folder leaves out (another extension, a hidden
@@ -30,8 +39,9 @@ A file longer than ``--max-seconds`` (default 600 s, judged from its header befo
 decoded) is refused: a file is judged whole, in memory.
 
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
-short, too long, an empty or unreadable folder, ...; the others still run), 2 when nothing could
-run (bad arguments, unusable model or sidecar, no audio device, no audio file in the inputs).
+short, too long, with --timeline no speech found, an empty or unreadable folder, ...; the others
+still run), 2 when nothing could run (bad arguments, unusable model or sidecar, no audio device,
+an output folder that cannot be written, no audio file in the inputs).
 
 Library use::
 
@@ -45,7 +55,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from ser.audio import (
@@ -56,6 +69,10 @@ from ser.audio import (
     speech_level_db,
     trim_silence,
 )
+from ser import output
+from ser import timeline as tl
+from ser import vad
+from ser.adaptation import ADAPTATIONS
 from ser.console import err, info
 from ser.files import atomic_path
 from ser.paths import DEFAULT_MODEL, ROOT
@@ -74,14 +91,40 @@ from ser.stream import (
     DEFAULT_SECONDS,
     DEFAULT_WINDOW,
     DeviceError,
+    LevelGate,
     StreamResult,
     input_device,
     list_devices,
     record,
     run_stream,
+    run_utterances,
 )
 
 LITERT_MIN_FILES = 300         # CLI --backend auto: batches this big use LiteRT (see --help)
+MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
+STREAM_MODES = ("utterance", "window")
+# speech detection and segment options: (dest, default, flag)
+SEGMENT_DEFAULTS = {"vad_threshold": vad.DEFAULT_THRESHOLD,
+                    "min_silence": vad.DEFAULT_MIN_SILENCE,
+                    "merge_gap": tl.DEFAULT_MERGE_GAP,
+                    "max_segment": tl.DEFAULT_MAX_LEN,
+                    "min_segment": tl.DEFAULT_MIN_LEN}
+EPILOG = (
+    "Exit status: 0 all inputs judged, 1 some input failed (a file, a --timeline file with no "
+    "speech, or a folder that is empty or cannot be read; the rest still run), 2 nothing "
+    "could run (arguments, model or its sidecar, audio device, an output folder that cannot "
+    "be written, no audio file in the inputs). "
+    "Audio without speech: a FILE that is silent or too short is an error for that file "
+    "('no speech detected', exit 1); in --stream, silence is expected between utterances and "
+    "is never an error: utterance mode judges only what the speech detector found (an "
+    "utterance it cannot judge, e.g. too short or below --gate-db, is a row without an "
+    "emotion whose error says why), window mode prints every hop, a window without speech "
+    "as a row without an emotion and with error 'no speech detected (...)' (JSON: "
+    "\"emotion\": null, \"error\": ...); the exit status stays 0. "
+    "Files written: --output-dir DIR gets predictions.csv (.jsonl, .txt with --format) for a "
+    "batch of FILEs, timeline_<name>.csv (.jsonl, .txt) and timeline_<name>.png per --timeline "
+    "file, and timeline_stream-<date>-<time>.* at the end of a --stream session (Ctrl-C or "
+    "--duration); each file is written under a temporary name and renamed when complete.")
 
 
 def _bar(p: float, width: int = 20) -> str:
@@ -103,48 +146,90 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description="Predict the emotion in speech from audio files, a microphone recording "
                     "or a live microphone stream, with the model trained by neural_network.py.",
-        epilog="Exit status: 0 all inputs judged, 1 some input failed (a file, or a folder "
-               "that is empty or cannot be read; the rest still run), 2 nothing could run "
-               "(arguments, model or its sidecar, audio device, no audio file in the inputs).")
+        epilog=EPILOG)
     ap.add_argument("files", nargs="*", metavar="FILE",
                     help="audio files (WAV, FLAC, AIFF, Ogg Vorbis, Opus, MP3; any rate, mono "
                          "or stereo) or folders (searched recursively; every file a folder "
                          "leaves out is named on stderr)")
     mode = ap.add_argument_group("modes (default: the FILE arguments)")
+    mode.add_argument("--timeline", action="store_true",
+                      help="with FILEs: emotion over time. Each file (any length, read in "
+                           "blocks) is cut into speech segments by the Silero speech "
+                           "detector, and every segment is judged: a table row as it comes "
+                           "(start-end, emotion, confidence, top emotions), with --json one "
+                           "object per segment {file, start, end, emotion, confidence, "
+                           "probabilities, error}. A file without speech is one line and "
+                           "exit status 1; the other files go on. --max-seconds does not "
+                           "apply")
     mode.add_argument("--mic", action="store_true",
                       help="record from the input device for --seconds and predict")
     mode.add_argument("--stream", action="store_true",
-                      help="listen continuously; judge a sliding window every --hop seconds "
-                           "until Ctrl-C or --duration")
+                      help="listen continuously until Ctrl-C or --duration; see --stream-mode")
     mode.add_argument("--list-devices", action="store_true",
-                      help="list the audio devices ('>' marks the default input) and exit")
+                      help="list the audio devices ('>' marks the default input) and exit "
+                           "(status 2 when there is no input device)")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                     help="H5 model with its JSON sidecar beside it (default: "
                          f"{DEFAULT_MODEL.relative_to(ROOT)})")
     ap.add_argument("--json", action="store_true",
                     help="print one JSON object per line: per file {file, emotion, confidence, "
-                         "probabilities} or {file, error}; per --mic recording or --stream hop "
-                         "the same fields with source/time instead of file")
+                         "probabilities} or {file, error}; per --timeline segment the same "
+                         "with start, end and error; per --mic recording, --stream utterance "
+                         "or hop the same fields with source/time instead of file")
     ap.add_argument("--enrol", action="append", metavar="PATH", default=None,
                     help="a recording or folder of recordings of the speaker (any emotion, no "
                          "labels needed; repeat the flag for more): a model trained with "
                          "--norm speaker then normalises by this speaker's statistics; ~20 or "
-                         "more utterances work best")
+                         "more utterances work best. Without it, such a model adapts as it "
+                         "listens in --stream and within each --timeline file")
     ap.add_argument("--top", type=int, default=3, metavar="K",
                     help="text output: show the K most likely emotions (default: %(default)s)")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="inference: litert (TFLite via the ai-edge-litert package: fastest "
                          "per call, ~0.4 s to convert at start), tf (a traced TensorFlow "
-                         "function), auto (litert for --stream and for "
+                         "function), auto (litert for --stream, --timeline and for "
                          f"{LITERT_MIN_FILES}+ files, where it pays back, if installed; "
                          "else tf) (default: %(default)s)")
     ap.add_argument("--min-seconds", type=float, default=MIN_SPEECH_SECONDS, metavar="S",
-                    help="clips shorter than S seconds are 'no speech detected' "
-                         "(default: %(default)s)")
+                    help="clips (and segments) shorter than S seconds are 'no speech "
+                         "detected' (default: %(default)s)")
     ap.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
                     help="refuse files (and --enrol recordings) longer than S seconds, judged "
                          "from the file's header before decoding: a file is judged whole, in "
-                         "memory, about 3-7 GB an hour of audio (default: %(default)g)")
+                         "memory, about 3-7 GB an hour of audio (default: %(default)g). Not "
+                         "for --timeline, which reads files of any length in blocks")
+    seg = ap.add_argument_group("speech detection and segments (--timeline, --stream)")
+    seg.add_argument("--vad-threshold", type=float, metavar="P",
+                     help="speech probability (0-1, exclusive) from which a 32 ms window "
+                          "of audio counts as speech; higher misses quiet speech, lower takes "
+                          f"noise for speech (default: {vad.DEFAULT_THRESHOLD:g})")
+    seg.add_argument("--min-silence", type=float, metavar="S",
+                     help="seconds: a pause must last this long to end a stretch of speech; "
+                          "also the delay before a live utterance is judged (default: "
+                          f"{vad.DEFAULT_MIN_SILENCE:g})")
+    seg.add_argument("--merge-gap", type=float, metavar="S",
+                     help="seconds: stretches of speech separated by at most this are one "
+                          "segment; live, it adds to the delay (default: "
+                          f"{tl.DEFAULT_MERGE_GAP:g})")
+    seg.add_argument("--max-segment", type=float, metavar="S",
+                     help="seconds: a longer segment is split into equal parts no longer than "
+                          f"this (default: {tl.DEFAULT_MAX_LEN:g}; at least twice "
+                          "--min-segment)")
+    seg.add_argument("--min-segment", type=float, metavar="S",
+                     help="seconds: shorter segments are not judged (default: "
+                          f"{tl.DEFAULT_MIN_LEN:g})")
+    out = ap.add_argument_group("result files (FILEs, --timeline, --stream)")
+    out.add_argument("--output-dir", type=Path, metavar="DIR",
+                     help="also write the results into DIR (made if missing; checked before "
+                          "any work): predictions.<ext> for a batch of FILEs, "
+                          "timeline_<name>.<ext> and timeline_<name>.png per --timeline file, "
+                          "timeline_stream-<date>-<time>.<ext>/.png for a --stream session")
+    out.add_argument("--format", choices=output.FORMATS, metavar="{csv,json,txt}",
+                     help="with --output-dir: csv (one row per file or segment, one column "
+                          "per emotion), json (JSON lines, .jsonl: the --json objects) or txt "
+                          f"(the terminal's lines) (default: {output.DEFAULT_FORMAT})")
+    out.add_argument("--no-plot", action="store_true",
+                     help="with --output-dir: do not draw the timeline_<name>.png pictures")
     dev = ap.add_argument_group("microphone (--mic, --stream)")
     dev.add_argument("--device", metavar="ID",
                      help="input device: index or part of its name (default: the system's "
@@ -156,16 +241,29 @@ def build_parser() -> argparse.ArgumentParser:
                           "judging (default: %(default)s; use -200 to keep everything)")
     dev.add_argument("--save-recording", type=Path, metavar="WAV",
                      help="--mic: also write the raw recording to this WAV file")
-    dev.add_argument("--window", type=float, default=DEFAULT_WINDOW, metavar="S",
-                     help="--stream: window length in seconds (default: %(default)s)")
-    dev.add_argument("--hop", type=float, default=DEFAULT_HOP, metavar="S",
-                     help="--stream: seconds between judgements (default: %(default)s)")
+    dev.add_argument("--stream-mode", choices=STREAM_MODES, default="utterance",
+                     help="--stream: utterance (the speech detector finds each utterance; it "
+                          "is judged when it ends, about --min-silence + --merge-gap seconds "
+                          "later, and the timeline so far is printed: one row per utterance) "
+                          "or window (the last --window seconds judged every --hop seconds, "
+                          "one line per hop; windows where the detector heard no speech are "
+                          "'no speech detected') (default: %(default)s)")
+    dev.add_argument("--window", type=float, metavar="S",
+                     help=f"--stream-mode window: window length in seconds (default: "
+                          f"{DEFAULT_WINDOW:g})")
+    dev.add_argument("--hop", type=float, metavar="S",
+                     help=f"--stream-mode window: seconds between judgements (default: "
+                          f"{DEFAULT_HOP:g})")
     dev.add_argument("--gate-db", type=float, default=DEFAULT_GATE_DB, metavar="DB",
-                     help="--stream: windows whose speech level (95th percentile of frame "
-                          "RMS) is below DB dBFS are reported as 'no speech' "
-                          "(default: %(default)s)")
+                     help="--stream: a level floor beside the speech detector: a window or "
+                          "utterance whose speech level (95th percentile of frame RMS) is "
+                          "below DB dBFS is 'no speech detected' even if the detector heard "
+                          "speech (a far-away voice); -200 turns it off (default: "
+                          "%(default)s)")
     dev.add_argument("--duration", type=float, metavar="S",
-                     help="--stream: stop after S seconds of audio (default: until Ctrl-C)")
+                     help="--stream: stop after S seconds of audio (default: until Ctrl-C; "
+                          "either way what was heard is judged, and written with "
+                          "--output-dir)")
     return ap
 
 
@@ -173,10 +271,19 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
     modes = [m for m, on in (("FILE", bool(args.files)), ("--mic", args.mic),
                              ("--stream", args.stream), ("--list-devices", args.list_devices))
              if on]
+    if args.timeline and not args.files:
+        ap.error("--timeline judges FILEs (for the microphone, --stream finds utterances "
+                 "itself)")
     if not modes:
         ap.error("give audio FILEs, --mic, --stream or --list-devices")
     if len(modes) > 1:
         ap.error(f"choose one of {' / '.join(modes)}")
+    window_mode = args.stream and args.stream_mode == "window"
+    for name in ("window", "hop"):
+        if getattr(args, name) is not None and not window_mode:
+            ap.error(f"--{name} is for the sliding window: add --stream-mode window")
+    args.window = DEFAULT_WINDOW if args.window is None else args.window
+    args.hop = DEFAULT_HOP if args.hop is None else args.hop
     for name in ("seconds", "window", "hop"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name} must be positive")
@@ -188,6 +295,64 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
         ap.error("--top must be at least 1")
     if not args.max_seconds > 0:
         ap.error("--max-seconds must be positive")
+    # speech detection and segments
+    segmenting = args.timeline or args.stream
+    for dest, default in SEGMENT_DEFAULTS.items():
+        flag = "--" + dest.replace("_", "-")
+        if getattr(args, dest) is not None and not segmenting:
+            ap.error(f"{flag} is for --timeline and --stream")
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+    if not 0 < args.vad_threshold < 1:
+        ap.error(f"--vad-threshold must lie between 0 and 1 (exclusive), got "
+                 f"{args.vad_threshold:g}")
+    for dest in ("min_silence", "merge_gap", "min_segment"):
+        if not 0 <= getattr(args, dest) < float("inf"):
+            ap.error(f"--{dest.replace('_', '-')} must be a number of seconds >= 0")
+    if not 0 < args.max_segment < float("inf"):
+        ap.error("--max-segment must be a positive number of seconds")
+    if args.max_segment < 2 * args.min_segment:
+        ap.error(f"--max-segment ({args.max_segment:g} s) must be at least twice "
+                 f"--min-segment ({args.min_segment:g} s), so that the parts of a split "
+                 f"segment are kept")
+    if segmenting and args.max_segment <= vad.DEFAULT_MIN_SPEECH:
+        ap.error(f"--max-segment must be more than {vad.DEFAULT_MIN_SPEECH:g} s (the "
+                 f"detector's shortest speech)")
+    # result files
+    if args.output_dir is None:
+        for flag, on in (("--format", args.format is not None), ("--no-plot", args.no_plot)):
+            if on:
+                ap.error(f"{flag} needs --output-dir")
+    elif args.mic or args.list_devices:
+        ap.error("--output-dir is for FILEs, --timeline and --stream")
+    elif window_mode:
+        ap.error("--output-dir with --stream writes the session's timeline: use --stream-mode "
+                 "utterance (the default)")
+    args.format = args.format or output.DEFAULT_FORMAT
+
+
+def _segment_options(args) -> dict:
+    """:func:`ser.timeline.timeline`'s detector and segment options from the command line."""
+    return {"threshold": args.vad_threshold, "min_silence": args.min_silence,
+            "merge_gap": args.merge_gap, "max_len": args.max_segment,
+            "min_len": args.min_segment}
+
+
+def _check_model_path(path: Path) -> str | None:
+    """A one-line reason why ``path`` cannot be a model, before TensorFlow is imported."""
+    suffix = path.suffix.lower()
+    if suffix in MODEL_SUFFIXES:
+        return None
+    if suffix == ".json":
+        h5 = path.with_suffix(".h5")
+        where = (f"the model beside it: --model {h5}" if h5.exists() else
+                 "the .h5 file it describes")
+        return f"{path}: this is a model's JSON sidecar, not the model; pass {where}"
+    if suffix == ".tflite":
+        return (f"{path}: this is a model's TFLite export, not the model; pass the .h5 file "
+                f"(--model {path.with_suffix('.h5')}): its sidecar names the export")
+    return (f"{path}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)}, with its "
+            f".json sidecar beside it)")
 
 
 def _cli_backend(args, n_files: int) -> str:
@@ -195,10 +360,18 @@ def _cli_backend(args, n_files: int) -> str:
     (~0.4 s) is paid back by ~0.5 ms saved per prediction (streaming, big batches)."""
     if args.backend != "auto":
         return args.backend
-    return "auto" if args.stream or n_files >= LITERT_MIN_FILES else "tf"
+    return "auto" if args.stream or args.timeline or n_files >= LITERT_MIN_FILES else "tf"
 
 
-def _report_error(path: str, msg: str, args) -> None:
+def _os_message(e: OSError) -> str:
+    """An OSError's one line without the ``[Errno N]`` prefix (``OutputError`` carries its
+    whole message as ``strerror``)."""
+    return (e.strerror or str(e)).splitlines()[0]
+
+
+def _report_error(path: str, msg: str, args, rows: list | None = None) -> None:
+    if rows is not None:
+        rows.append({"file": path, "error": msg})
     if args.json:
         print(json.dumps({"file": path, "error": msg}), flush=True)
     else:
@@ -209,45 +382,155 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
+def _summary(inputs: Inputs, judged: int, failed: int, extra: str = "") -> None:
+    """The batch's ``summary:`` line on stderr (only for a batch: several inputs, or folders
+    that left something out)."""
+    if not (len(inputs.entries) > 1 or inputs.left_out):
+        return
+    problems = inputs.problems
+    parts = [f"{judged} of {judged + failed} files judged"]
+    if failed:
+        parts.append(f"{failed} failed")
+    unreadable = inputs.unreadable
+    if unreadable:
+        parts.append(f"{_plural(unreadable, 'folder')} could not be read")
+    if len(problems) > unreadable:
+        parts.append(f"{_plural(len(problems) - unreadable, 'folder')} empty or without "
+                     f"audio")
+    if inputs.left_out:
+        dirs = sum(os.path.isdir(path) for path, _ in inputs.left_out)
+        kinds = [_plural(n, w) for n, w in ((len(inputs.left_out) - dirs, "file"),
+                                             (dirs, "folder")) if n]
+        parts.append(f"{' and '.join(kinds)} left out of the folders (named above)")
+    info("summary: " + ", ".join(parts) + (f"; {extra}" if extra else ""))
+
+
+def _exit_status(inputs: Inputs, failed: int) -> int:
+    if not inputs.files:
+        return 2
+    return 1 if failed or inputs.problems else 0
+
+
 def _run_files(predictor: Predictor | None, inputs: Inputs, args) -> int:
     """Judge the files in argument order; folder problems are reported in their place.
 
     ``predictor`` is None when there is no file to judge (only failed folders)."""
     judged = failed = 0
+    rows: list[dict] = []
     for path, problem in inputs.entries:
         if problem is not None:
-            _report_error(path, problem, args)
+            _report_error(path, problem, args, rows)
             continue
         _, res = next(predictor.predict_files([path]))
         if isinstance(res, Exception):
             failed += 1
-            _report_error(path, str(res), args)
+            _report_error(path, str(res), args, rows)
             continue
         judged += 1
+        row = {"file": path, **res.as_dict()}
+        rows.append(row)
         if args.json:
-            print(json.dumps({"file": path, **res.as_dict()}), flush=True)
+            print(json.dumps(row), flush=True)
         else:
             print(f"{path}: {format_prediction(res, args.top)}", flush=True)
-    problems = inputs.problems
-    if len(inputs.entries) > 1 or inputs.left_out:      # a batch: say what it did and skipped
-        parts = [f"{judged} of {judged + failed} files judged"]
-        if failed:
-            parts.append(f"{failed} failed")
-        unreadable = inputs.unreadable
-        if unreadable:
-            parts.append(f"{_plural(unreadable, 'folder')} could not be read")
-        if len(problems) > unreadable:
-            parts.append(f"{_plural(len(problems) - unreadable, 'folder')} empty or without "
-                         f"audio")
-        if inputs.left_out:
-            dirs = sum(os.path.isdir(path) for path, _ in inputs.left_out)
-            kinds = [_plural(n, w) for n, w in ((len(inputs.left_out) - dirs, "file"),
-                                                 (dirs, "folder")) if n]
-            parts.append(f"{' and '.join(kinds)} left out of the folders (named above)")
-        info("summary: " + ", ".join(parts))
-    if not inputs.files:
+    _summary(inputs, judged, failed)
+    if args.output_dir is not None:
+        try:
+            dest = output.write_predictions(rows, args.output_dir, args.format, top=args.top)
+        except output.OutputError as e:
+            err(_os_message(e))
+            return 2
+        info(f"wrote {dest}")
+    return _exit_status(inputs, failed)
+
+
+def _reset_adaptation(predictor: Predictor) -> None:
+    """A fresh speaker estimate (the population's) for the next recording's speaker."""
+    predictor.adaptation = ADAPTATIONS[predictor.adaptation.name](predictor.meta)
+
+
+def _print_segment(seg: tl.Segment, args, source: str, *, header: str | None) -> None:
+    if args.json:
+        key = "file" if source != "microphone" else "source"
+        print(json.dumps({key: source, **seg.as_dict()}), flush=True)
+        return
+    if header is not None:
+        print(header, flush=True)
+    print(tl.format_row(seg, top=args.top), flush=True)
+
+
+def _table_head(args) -> str:
+    return tl.format_table([], top=args.top)
+
+
+def _write_timeline(run, records: list, stem: str, source: str, args) -> bool:
+    """``--output-dir``: the timeline's files; False (and one line) when one cannot be
+    written."""
+    try:
+        written = output.write_timeline(records, args.output_dir, stem, args.format,
+                                        duration=run.duration, regions=run.regions,
+                                        source=source, plot=not args.no_plot,
+                                        model=str(args.model))
+    except output.OutputError as e:
+        err(_os_message(e))
+        return False
+    info(f"wrote {', '.join(str(p) for p in written)}")
+    return True
+
+
+def _run_timeline(predictor: Predictor, inputs: Inputs, args) -> int:
+    """``--timeline``: every file as segments of speech, each judged; rows as they come."""
+    options = _segment_options(args)
+    stems = output.unique_stems(inputs.files) if args.output_dir is not None else {}
+    adapt = predictor is not None and predictor.adaptation.name != "none" and not args.enrol
+    judged = failed = segments = 0
+    write_failed = False
+    for path, problem in inputs.entries:
+        if problem is not None:
+            _report_error(path, problem, args)
+            continue
+        if adapt:
+            _reset_adaptation(predictor)       # each recording: its own speaker, from scratch
+        records: list[tl.Segment] = []
+        try:
+            run = tl.timeline(path, predictor, adapt=adapt, **options)
+            for seg in run:
+                head = None
+                if not records:
+                    head = f"{path}:\n{_table_head(args)}"
+                records.append(seg)
+                _print_segment(seg, args, path, header=head)
+        except tl.TimelineError as e:          # unreadable, truncated, NaN samples, ...
+            failed += 1
+            _report_error(path, str(e).splitlines()[0], args)
+            continue
+        except Exception as e:                 # keep a batch going; report the file
+            failed += 1
+            msg = str(e).splitlines()[0] if str(e) else ""
+            _report_error(path, f"{path}: {type(e).__name__}: {msg}".rstrip(": "), args)
+            continue
+        labelled = [r for r in records if r.emotion is not None]
+        speech = sum(b - a for a, b in run.regions)
+        if not records:
+            failed += 1
+            _report_error(path, f"{path}: no speech found ({run.duration:.1f} s of audio, "
+                                f"speech detector threshold {args.vad_threshold:g})", args)
+        elif not labelled:
+            failed += 1
+            _report_error(path, f"{path}: {_plural(len(records), 'segment')} of speech, none "
+                                f"could be judged ({records[0].error})", args)
+        else:
+            judged += 1
+            segments += len(records)
+            if not args.json:
+                info(f"{path}: {_plural(len(records), 'segment')}, {speech:.1f} s of speech "
+                     f"in {run.duration:.1f} s")
+        if args.output_dir is not None and records:
+            write_failed |= not _write_timeline(run, records, stems[path], path, args)
+    _summary(inputs, judged, failed, extra=_plural(segments, "segment"))
+    if write_failed:
         return 2
-    return 1 if failed or problems else 0
+    return _exit_status(inputs, failed)
 
 
 def _run_mic(predictor: Predictor, args) -> int:
@@ -280,29 +563,98 @@ def _run_mic(predictor: Predictor, args) -> int:
     return 0
 
 
-def _run_stream(predictor: Predictor, args) -> int:
+def _run_window_stream(predictor: Predictor, args) -> int:
     def started(device):
         until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
         info(f"listening to {device['name']!r} {until}: window {args.window:g} s, hop "
-              f"{args.hop:g} s, gate {args.gate_db:g} dBFS (first result after "
-              f"{args.window:g} s)")
+              f"{args.hop:g} s, speech detector threshold {args.vad_threshold:g}, gate "
+              f"{args.gate_db:g} dBFS (first result after {args.window:g} s)")
 
     def emit(r: StreamResult):
         if args.json:
             print(json.dumps(r.as_dict()), flush=True)
         elif r.prediction is None:
-            print(f"{r.time:7.1f} s  {'-':<9} {' ' * 20}       {r.reason} "
-                  f"({r.level_db:.0f} dBFS)", flush=True)
+            print(f"{r.time:7.1f} s  {'-':<9} {' ' * 20}       {r.reason}", flush=True)
         else:
             p = r.prediction
             print(f"{r.time:7.1f} s  {p.emotion:<9} {_bar(p.confidence)} {p.confidence:.2f}",
                   flush=True)
     try:
         run_stream(predictor, emit, device=args.device, window=args.window, hop=args.hop,
-                   gate_db=args.gate_db, duration=args.duration, on_start=started)
+                   gate_db=args.gate_db, duration=args.duration, on_start=started,
+                   detector_options={"threshold": args.vad_threshold,
+                                     "min_silence": args.min_silence})
     except KeyboardInterrupt:
         info("stopped")
     return 0
+
+
+class _StopOnSigint:
+    """The first Ctrl-C asks the stream to stop (what was heard is still judged and written);
+    a second one interrupts at once. Outside the main thread: Ctrl-C interrupts as usual."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self._old = None
+
+    def __enter__(self) -> "_StopOnSigint":
+        def handler(signum, frame):
+            if self.event.is_set():
+                raise KeyboardInterrupt
+            self.event.set()
+        try:
+            self._old = signal.signal(signal.SIGINT, handler)
+        except ValueError:          # not the main thread
+            self._old = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+
+def _run_utterance_stream(predictor: Predictor, args) -> int:
+    records: list[tl.Segment] = []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    def started(device):
+        until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
+        info(f"listening to {device['name']!r} {until}: each utterance is judged when it "
+             f"ends (speech detector threshold {args.vad_threshold:g}, "
+             f"{args.min_silence + args.merge_gap:g} s of pause), gate {args.gate_db:g} dBFS")
+        if not args.json:
+            print(_table_head(args), flush=True)
+
+    def emit(seg: tl.Segment):
+        records.append(seg)
+        _print_segment(seg, args, "microphone", header=None)
+
+    judge = LevelGate(predictor, args.gate_db if args.gate_db > -200 else None)
+    with _StopOnSigint() as stop:
+        run = run_utterances(judge, emit, device=args.device, duration=args.duration,
+                             on_start=started, stop=stop, **_segment_options(args))
+    if stop():
+        info("stopped")
+    labelled = [r for r in records if r.emotion is not None]
+    counts: dict[str, int] = {}
+    for r in labelled:
+        counts[r.emotion] = counts.get(r.emotion, 0) + 1
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    info(f"session: {_plural(len(records), 'utterance')} in {run.duration:.1f} s"
+         + (f" ({mix})" if mix else " (no speech heard)"))
+    if args.output_dir is not None and run.duration > 0:
+        if not _write_timeline(run, records, f"stream-{stamp}", "microphone", args):
+            return 2
+    return 0
+
+
+def _run_stream(predictor: Predictor, args) -> int:
+    if args.stream_mode == "window":
+        return _run_window_stream(predictor, args)
+    return _run_utterance_stream(predictor, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,11 +664,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list_devices:
             return list_devices()
+        bad_model = _check_model_path(args.model)
+        if bad_model:                      # before TensorFlow is imported (seconds)
+            err(bad_model)
+            return 2
+        if args.output_dir is not None:
+            try:
+                output.check_output_dir(args.output_dir)
+            except output.OutputError as e:
+                err(_os_message(e))
+                return 2
         if args.mic or args.stream:
             input_device(args.device)      # fail fast, before the slow model load
         inputs = expand_inputs(args.files)
         report_left_out(inputs)
         if args.files and not inputs.files:
+            if args.timeline:
+                return _run_timeline(None, inputs, args)
             return _run_files(None, inputs, args)    # only failed folders: nothing to judge
         try:
             predictor = Predictor(args.model, min_seconds=args.min_seconds,
@@ -345,13 +709,15 @@ def main(argv: list[str] | None = None) -> int:
                                f"folders")
             info(f"adapted to the speaker from {used} enrolment recording(s)"
                   + (f" ({', '.join(skipped)}, named above)" if skipped else ""))
-        elif predictor.adaptation.name == "speaker" and not args.stream:
+        elif predictor.adaptation.name == "speaker" and not (args.stream or args.timeline):
             info("note: this model adapts to the speaker; without --enrol it uses the "
                   "population's normalisation")
         if args.mic:
             return _run_mic(predictor, args)
         if args.stream:
             return _run_stream(predictor, args)
+        if args.timeline:
+            return _run_timeline(predictor, inputs, args)
         return _run_files(predictor, inputs, args)
     except DeviceError as e:
         err(str(e))

@@ -13,7 +13,8 @@ The pipeline, in bounded memory (an hour of audio stays far below 500 MB):
    ``.emotion``, ``.confidence`` and ``.probabilities`` (``live_predictions.Predictor``);
 5. :func:`timeline` yields one :class:`Segment` per judged segment; :func:`write_csv`,
    :func:`write_json` (JSON lines), :func:`format_table` and :func:`plot_timeline` present them.
-   Files are written atomically (a temporary file in the same folder, then ``os.replace``).
+   Files are written atomically (:func:`ser.files.atomic_path`: a temporary file in the same
+   folder, then ``os.replace``).
 
 One speaker at a time: nothing here separates several voices.
 """
@@ -24,7 +25,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +34,8 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from ser import vad
+from ser import files, vad
+from ser.files import atomic_path
 
 ANALYSIS_RATE = 22050            # the models' rate (the project's SAMPLE_RATE)
 DEFAULT_BLOCK_SECONDS = 30.0     # read and judged per block (~2.6 MB at 22050 Hz)
@@ -524,35 +525,19 @@ def timeline(source, predictor, **options) -> Timeline:
 # --------------------------------------------------------------------------------------------
 @contextmanager
 def _atomic(path) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder, renamed onto ``path`` only on success.
-
-    The name (``.NAME.PID.XXXXXXXX.tmpSUFFIX``) is the one the project's stale-file cleaner
-    recognises.
-    """
+    """:func:`ser.files.atomic_path` (a temporary file beside ``path``, renamed onto it only
+    on success; the name its stale-file cleaner recognises), with this module's one-line
+    :class:`TimelineError` for a destination that is a folder or cannot be written."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a file path, got {type(path).__name__}")
     dest = Path(path)
     if dest.is_dir():
         raise TimelineError(f"{dest}: is a folder, not a file name")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.",
-                                   suffix=".tmp" + dest.suffix, dir=dest.parent)
+        with atomic_path(dest) as tmp:
+            yield tmp
     except OSError as e:
-        raise TimelineError(f"{dest}: cannot write here ({e.strerror or e})") from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, dest)
-    except OSError as e:
-        raise TimelineError(f"{dest}: cannot write ({e.strerror or e})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        raise TimelineError(f"{dest}: cannot write ({files.os_reason(e)})") from None
 
 
 def write_csv(records: Iterable[Segment], path: str | os.PathLike) -> Path:

@@ -279,12 +279,55 @@ def test_help_documents_every_flag(capsys):
             assert opt in text
 
 
-@pytest.mark.parametrize("argv", [[], ["--mic", "x.wav"], ["--mic", "--stream"],
-                                  ["--stream", "--hop", "4"], ["--mic", "--seconds", "0"]])
-def test_bad_arguments(argv, capsys):
+@pytest.mark.parametrize("argv, message", [
+    ([], "give audio FILEs"), (["--mic", "x.wav"], "choose one of"),
+    (["--mic", "--stream"], "choose one of"),
+    (["--stream", "--stream-mode", "window", "--hop", "4"], "--hop must not exceed --window"),
+    (["--mic", "--seconds", "0"], "--seconds must be positive"),
+    (["--timeline"], "--timeline judges FILEs"),
+    (["--timeline", "--stream"], "--timeline judges FILEs"),
+    (["--stream", "--window", "2"], "add --stream-mode window"),
+    (["--merge-gap", "0.2", "x.wav"], "--merge-gap is for --timeline and --stream"),
+    (["--timeline", "--vad-threshold", "1", "x.wav"], "--vad-threshold must lie between 0"),
+    (["--timeline", "--merge-gap", "-1", "x.wav"], "--merge-gap must be a number of seconds"),
+    (["--timeline", "--max-segment", "1", "--min-segment", "0.6", "x.wav"],
+     "must be at least twice --min-segment"),
+    (["--stream", "--max-segment", "0.2", "--min-segment", "0"], "--max-segment must be more"),
+    (["--format", "json", "x.wav"], "--format needs --output-dir"),
+    (["--no-plot", "--timeline", "x.wav"], "--no-plot needs --output-dir"),
+    (["--mic", "--output-dir", "out"], "--output-dir is for FILEs, --timeline and --stream"),
+    (["--stream", "--stream-mode", "window", "--output-dir", "out"], "use --stream-mode "
+                                                                      "utterance"),
+    (["--timeline", "--output-dir", "out", "--format", "xml", "x.wav"], "invalid choice"),
+])
+def test_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         live_predictions.main(argv)
     assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, message", [
+    ("tiny.json", "this is a model's JSON sidecar, not the model; pass the model beside it: "
+                  "--model {dir}/tiny.h5"),
+    ("notes.txt", "not a Keras model file (expected .h5, .hdf5, .keras, with its .json "
+                  "sidecar beside it)"),
+])
+def test_model_that_is_not_a_model_file_is_one_line(model, files, monkeypatch, capsys, name,
+                                                    message):
+    """issue 19 item 5: ``--model models/x.json`` gave Keras's multi-line advice about .keras
+    files and TFSMLayer, after seconds of importing TensorFlow; now one line, before that."""
+    def no_load(*a, **kw):
+        raise AssertionError("the model was loaded")
+    monkeypatch.setattr(live_predictions, "Predictor", no_load)
+    path = model.parent / name
+    if not path.exists():
+        path.write_text("not a model\n")
+    rc = live_predictions.main(["--model", str(path), str(files["ravdess"])])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err.strip().splitlines() == [f"error: {path}: "
+                                        + message.format(dir=model.parent)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,13 +365,45 @@ def test_stream_processor_gates_and_hooks(predictor, files):
     assert len(results) == expected
     times = [r.time for r in results]
     assert times[0] == pytest.approx(3.0) and np.allclose(np.diff(times), 0.5)
-    assert results[0].prediction is None and results[0].reason == "no speech"
+    assert results[0].prediction is None and results[0].reason.startswith(
+        "no speech detected (level")
     assert results[-1].prediction is None
     judged = [r for r in results if r.prediction is not None]
     assert judged and all(r.level_db >= ser.stream.DEFAULT_GATE_DB for r in judged)
     assert len(seen) == len(judged) and seen[0].shape == (40,)
     row = judged[0].as_dict()
     assert row["emotion"] in ser.corpora.EMOTIONS and len(row["probabilities"]) == 8
+
+
+def test_stream_window_gated_by_the_speech_detector(predictor, files):
+    """Noise loud enough for the level gate (-45 dBFS) is not speech to the detector."""
+    from ser import vad
+    sr = ser.audio.SAMPLE_RATE
+    rng = np.random.default_rng(4)
+    speech = ser.audio.load_audio(files["ravdess"])
+    noise = (rng.standard_normal(4 * sr) * 10 ** (-45 / 20)).astype(np.float32)
+    y = np.concatenate([noise, speech, noise])
+    regions = vad.speech_regions(y, sr)
+    assert regions and regions[0][0] >= 4.0 - 0.1, regions
+
+    def run(detector):
+        proc = ser.stream.StreamProcessor(predictor, window=3.0, hop=0.5, detector=detector)
+        out = []
+        for i in range(0, y.size, 1000):
+            out += proc.feed(y[i:i + 1000])
+        return out
+    energy = run(None)
+    gated = run(vad.SpeechDetector(sr=sr))
+    assert [r.time for r in gated] == [r.time for r in energy]
+    assert energy[0].prediction is not None               # the level gate takes noise
+    before = [r for r in gated if r.time < regions[0][0] - 0.1]
+    during = [r for r in gated if r.time - 3.0 <= regions[0][0] and r.time >= regions[0][1]]
+    assert before and all(r.prediction is None and r.reason ==
+                          "no speech detected (speech detector)" for r in before), before
+    assert during and all(r.prediction is not None for r in during)
+    assert gated[-1].prediction is None                    # the last 3 s: noise only
+    with pytest.raises(ValueError, match="detector must run at the stream's rate"):
+        ser.stream.StreamProcessor(predictor, detector=vad.SpeechDetector(sr=16000))
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,10 +421,13 @@ def test_no_input_device_is_a_clear_error(tmp_path, model):
     runtime.mkdir(mode=0o700)
     env["XDG_RUNTIME_DIR"] = str(runtime)                # no sound server there
     r = _script(["--list-devices"], env=env)
-    assert r.returncode in (0, 2), r.stderr
     assert "Traceback" not in r.stderr
     if "pulse" in r.stdout or ">" in r.stdout:
         pytest.skip("this machine has a real input device")
+    # no input device: a message and exit status 2 (issue 19 item 5: it exited 0)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.strip().splitlines()[-1].startswith("error: no input devices found"), \
+        r.stderr
     r = _script(["--mic", "--model", str(model)], env=env)
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
@@ -455,8 +533,9 @@ def test_stream_with_duration_prints_lines(pulse_server, model, confident_file, 
     wav = tmp_path / "source.wav"
     y, sr = sf.read(str(source), dtype="int16")
     sf.write(str(wav), y, sr, subtype="PCM_16")
-    proc, err = _start(["--stream", "--json", "--duration", "4.5", "--window", "3",
-                        "--hop", "0.5", "--model", str(model)], tmp_path / "out.jsonl")
+    proc, err = _start(["--stream", "--stream-mode", "window", "--json", "--duration", "4.5",
+                        "--window", "3", "--hop", "0.5", "--model", str(model)],
+                       tmp_path / "out.jsonl")
     try:
         err.wait_for("listening", timeout=SAFETY)
         player = pulse_server.play(wav)
@@ -472,11 +551,14 @@ def test_stream_with_duration_prints_lines(pulse_server, model, confident_file, 
     assert any(r["emotion"] in ser.corpora.EMOTIONS for r in rows), rows
     for r in rows:
         assert r["emotion"] is None or len(r["probabilities"]) == 8
+        # not judged: the same key and words as a file's error (issue 19 item 5)
+        assert r["emotion"] is not None or r["error"].startswith("no speech detected"), r
 
 
 def test_stream_text_mode_until_ctrl_c(pulse_server, model, tmp_path):
     out = tmp_path / "out.txt"
-    proc, err = _start(["--stream", "--window", "1", "--hop", "0.5", "--model", str(model)], out)
+    proc, err = _start(["--stream", "--stream-mode", "window", "--window", "1", "--hop", "0.5",
+                        "--model", str(model)], out)
     try:
         err.wait_for("listening", timeout=SAFETY)
         # wait on events, not on a clock a loaded machine can miss: two results, then the
@@ -495,7 +577,55 @@ def test_stream_text_mode_until_ctrl_c(pulse_server, model, tmp_path):
     assert "stopped" in stderr and "Traceback" not in stderr
     lines = out.read_text().strip().splitlines()
     assert len(lines) >= 2
-    assert all("no speech" in line for line in lines)     # nothing is playing: silence
+    assert all("no speech detected" in line for line in lines)   # nothing is playing: silence
+
+
+def test_stream_utterances_from_the_virtual_microphone(pulse_server, model, tmp_path,
+                                                       shared_data):
+    """Three real utterances separated by silence and noise, played into the microphone:
+    three segments, in order, with the played lengths and spacing; the session's files."""
+    from ser import output
+    from test_timeline import UTTERANCES, build_recording
+    files_ = [shared_data / "ravdess_speech" / u for u in UTTERANCES[:3]]
+    y, truth, _ = build_recording(np.random.default_rng(19), files_)
+    sr = 22050
+    y = np.concatenate([y, np.zeros(int(2.5 * sr), np.float32)])  # the last one ends well
+    wav = tmp_path / "three.wav"
+    sf.write(str(wav), y, sr, subtype="PCM_16")
+    out_dir = tmp_path / "session"
+    proc, err = _start(["--stream", "--json", "--model", str(model), "--output-dir",
+                        str(out_dir)], tmp_path / "out.jsonl")
+    try:
+        err.wait_for("listening", timeout=SAFETY)
+        player = pulse_server.play(wav)
+        assert player.wait(timeout=SAFETY) == 0, player.stderr.read()
+        # Ctrl-C: what was already captured is still judged (no clock to miss)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=SAFETY)
+    finally:
+        proc.kill()
+    stderr = err.rest()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "stopped" in stderr
+    rows = _json_lines((tmp_path / "out.jsonl").read_text())
+    print("live segments", [(r["start"], r["end"], r["emotion"]) for r in rows],
+          "played", [tuple(round(x, 3) for x in t) for t in truth])
+    assert len(rows) == len(truth), (rows, truth)
+    assert all(r["source"] == "microphone" and r["emotion"] in ser.corpora.EMOTIONS
+               for r in rows), rows
+    assert all(a["end"] <= b["start"] for a, b in zip(rows, rows[1:]))      # in order
+    # when playing began is unknown: compare lengths and the spacing of the onsets
+    for r, t in zip(rows, truth):
+        assert abs((r["end"] - r["start"]) - (t[1] - t[0])) < 0.5, (r, t)
+    onsets = np.diff([r["start"] for r in rows])
+    assert np.allclose(onsets, np.diff([t[0] for t in truth]), atol=0.3), onsets
+    assert "session: 3 utterances" in stderr
+    # the session's timeline: CSV and picture, the same segments
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert len(names) == 2 and names[0].startswith("timeline_stream-") and \
+        names[0].endswith(".csv") and names[1] == names[0][:-4] + ".png", names
+    back = output.read_timeline(out_dir / names[0])
+    assert back == [{k: v for k, v in r.items() if k != "source"} for r in rows]
 
 
 # --------------------------------------------------------------------------------------------

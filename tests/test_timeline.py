@@ -454,3 +454,88 @@ def test_long_file_in_bounded_memory(recording, tmp_path):
     if m["hwm_reset"]:
         assert m["hwm_mb"] - m["base_rss_mb"] < 150, m      # the timeline's own peak
         assert m["hwm_mb"] - m["at5min_mb"] < 25, m         # and it does not grow with length
+
+
+# --------------------------------------------------------------------------------------------
+# the command line: live_predictions.py --timeline
+# --------------------------------------------------------------------------------------------
+def _cli(argv, capsys):
+    import live_predictions
+    rc = live_predictions.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_timeline_json_and_output_dir(recording, tmp_path, capsys):
+    _needs_model()
+    from ser import output
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(3 * SR, np.float32) + (np.random.default_rng(3).standard_normal(
+        3 * SR) * 10 ** (-60 / 20)).astype(np.float32), SR, subtype="FLOAT")
+    out_dir = tmp_path / "results"
+    session = str(recording["path"])
+    rc, out, err = _cli(["--timeline", "--json", "--model", str(MODEL), "--output-dir",
+                         str(out_dir), "--format", "csv", session, str(silent)], capsys)
+    assert rc == 1, err                                  # the silent file failed, alone
+    rows = [json.loads(line) for line in out.splitlines()]
+    segs = [r for r in rows if r["file"] == session]
+    truth = recording["truth"]
+    overlaps = [iou(t, (r["start"], r["end"])) for t, r in zip(truth, segs)]
+    with capsys.disabled():
+        print("\nCLI segments", [(r["start"], r["end"], r["emotion"]) for r in segs],
+              "IoU with the true utterances", np.round(overlaps, 3))
+    assert len(segs) == len(truth) and min(overlaps) >= 0.8, (segs, truth)
+    assert [r["start"] for r in segs] == sorted(r["start"] for r in segs)
+    assert all(a["end"] <= b["start"] for a, b in zip(segs, segs[1:]))
+    for r in segs:
+        assert set(r) == {"file", "start", "end", "emotion", "confidence", "probabilities",
+                          "error"}
+        assert r["emotion"] in tl.LABELS and r["error"] is None
+        assert r["confidence"] == max(r["probabilities"].values())
+    assert rows[len(segs):] == [{"file": str(silent), "error": f"{silent}: no speech found "
+                                 "(3.0 s of audio, speech detector threshold 0.5)"}]
+    assert "summary: 1 of 2 files judged, 1 failed; 4 segments" in err
+    assert "Traceback" not in err
+    # the files: a CSV equal to the JSON rows and a picture; nothing for the silent file
+    assert sorted(p.name for p in out_dir.iterdir()) == ["timeline_session.csv",
+                                                         "timeline_session.png"]
+    back = output.read_timeline(out_dir / "timeline_session.csv")
+    assert back == [{k: v for k, v in r.items() if k != "file"} for r in segs]
+    assert (out_dir / "timeline_session.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --format json: JSON lines equal to what was printed
+    rc, out2, err = _cli(["--timeline", "--json", "--model", str(MODEL), "--output-dir",
+                          str(out_dir), "--format", "json", "--no-plot", session], capsys)
+    assert rc == 0, err
+    assert "summary:" not in err                          # one file: no batch summary
+    assert [json.loads(line) for line in out2.splitlines()] == segs
+    assert output.read_timeline(out_dir / "timeline_session.jsonl") == segs
+
+    # text: a table as the segments come, the file named above it; options reach the detector
+    rc, text, err = _cli(["--timeline", "--model", str(MODEL), "--max-segment", "1.0",
+                          "--min-segment", "0.3", "--merge-gap", "0", session], capsys)
+    assert rc == 0, err
+    lines = text.splitlines()
+    assert lines[0] == f"{session}:" and "emotion" in lines[1]
+    spans = [line.split()[0] for line in lines[2:]]
+    assert len(spans) > len(truth)                        # 1 s at most: utterances split
+    for span in spans:
+        a, b = (float(x.split(":")[0]) * 60 + float(x.split(":")[1]) for x in span.split("-"))
+        assert 0.3 - 1e-6 <= b - a <= 1.0 + 1e-6
+    assert f"{session}: {len(spans)} segments" in err
+
+
+def test_cli_timeline_bad_input_goes_on(recording, tmp_path, capsys):
+    _needs_model()
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    rc, out, err = _cli(["--timeline", "--model", str(MODEL), str(bad), str(recording["path"]),
+                         str(tmp_path / "missing.flac")], capsys)
+    assert rc == 1
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {bad}: not readable audio (Error opening {str(bad)!r}: Format "
+                      f"not recognised.)", f"error: {tmp_path / 'missing.flac'}: no such file"
+                      ] or (len(errors) == 2 and "not readable audio" in errors[0]
+                            and "no such file" in errors[1]), errors
+    assert out.count("\n") == 2 + len(recording["truth"])     # the file's name, header, rows
+    assert "summary: 1 of 3 files judged, 2 failed; 4 segments" in err

@@ -1,0 +1,321 @@
+"""Result files: batch predictions and timelines in a folder, as CSV, JSON lines or text.
+
+What ``live_predictions.py --output-dir DIR --format {csv,json,txt}`` writes (no argument
+parsing here):
+
+* a batch of files: one results file per run, ``DIR/predictions.csv`` (``.jsonl``, ``.txt``),
+  one row per input: ``file, emotion, confidence, <one column per label>, error``
+  (:func:`write_predictions`, read back by :func:`read_predictions`);
+* a timeline (``--timeline`` per file, ``--stream`` per session):
+  ``DIR/timeline_<stem>.csv`` (``.jsonl``, ``.txt``), one row per segment
+  (:func:`write_timeline`, read back by :func:`read_timeline`), and the picture
+  ``DIR/timeline_<stem>.png`` (:func:`ser.timeline.plot_timeline`).
+
+Every file is written atomically (:func:`ser.files.atomic_path`: a temporary name in the same
+folder, renamed into place when complete), and :func:`check_output_dir` checks the folder
+before any work, so that a folder that cannot be written is one line at the start.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ser import files
+from ser import timeline as tl
+
+FORMATS = ("csv", "json", "txt")
+DEFAULT_FORMAT = "csv"
+EXTENSIONS = {"csv": ".csv", "json": ".jsonl", "txt": ".txt"}
+BATCH_STEM = "predictions"
+TIMELINE_PREFIX = "timeline_"
+OutputError = files.OutputError
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return fmt
+
+
+def check_output_dir(folder: str | os.PathLike) -> Path:
+    """The output folder, made if missing and checked writable with room, before any work.
+
+    Raises
+    ------
+    OutputError
+        One line naming the folder and the reason (not a folder, read-only, permission
+        denied, full).
+    """
+    if not isinstance(folder, (str, os.PathLike)) or str(folder) == "":
+        raise TypeError(f"folder must be a path, got {folder!r}")
+    return files.check_writable(folder, what="output folder")
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------------
+def predictions_path(folder: str | os.PathLike, fmt: str) -> Path:
+    """``folder/predictions.<ext>`` (``.csv``, ``.jsonl``, ``.txt``)."""
+    return Path(folder) / f"{BATCH_STEM}{EXTENSIONS[check_format(fmt)]}"
+
+
+def _clean_stem(stem: str) -> str:
+    """A file-name-safe stem: no separators or control characters, no leading dot."""
+    s = re.sub(r"[\x00-\x1f/\\:]+", "_", stem).strip().lstrip(".")
+    return s or "audio"
+
+
+def unique_stems(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """A distinct output stem for every input path, in order.
+
+    The stem is the file's own (``talk.flac`` -> ``talk``); files of the same stem in
+    different folders get their folder's name in front (``Actor_01_talk``), and any that
+    still collide a counter (``talk-2``).
+    """
+    paths = [str(p) for p in paths]
+    base = {p: _clean_stem(Path(p).stem) for p in paths}
+    counts: dict[str, int] = {}
+    for s in base.values():
+        counts[s] = counts.get(s, 0) + 1
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for p in paths:
+        if p in out:
+            continue
+        s = base[p]
+        if counts[s] > 1 and Path(p).parent.name:
+            s = _clean_stem(f"{Path(p).parent.name}_{s}")
+        cand, n = s, 1
+        while cand in used:
+            n += 1
+            cand = f"{s}-{n}"
+        used.add(cand)
+        out[p] = cand
+    return out
+
+
+def timeline_paths(folder: str | os.PathLike, stem: str, fmt: str, *,
+                   plot: bool = True) -> list[Path]:
+    """The files :func:`write_timeline` writes: ``timeline_<stem>.<ext>`` (and ``.png``)."""
+    base = Path(folder) / f"{TIMELINE_PREFIX}{_clean_stem(stem)}"
+    out = [base.with_name(base.name + EXTENSIONS[check_format(fmt)])]
+    if plot:
+        out.append(base.with_name(base.name + ".png"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Batch predictions
+# --------------------------------------------------------------------------------------------
+def _labels_of(rows: list[Mapping]) -> list[str]:
+    for r in rows:
+        if r.get("probabilities"):
+            return list(r["probabilities"])
+    return list(tl.LABELS)
+
+
+def _check_rows(rows) -> list[dict]:
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+        raise TypeError(f"rows must be an iterable of mappings, got {type(rows).__name__}")
+    out = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping) or "file" not in r:
+            raise ValueError(f"row {i}: expected a mapping with a 'file' key, got {r!r}")
+        if "error" not in r and not {"emotion", "confidence", "probabilities"} <= set(r):
+            raise ValueError(f"row {i}: needs emotion, confidence and probabilities, or error")
+        out.append(dict(r))
+    return out
+
+
+def _text_line(r: Mapping, top: int = 3) -> str:
+    if r.get("emotion") is None:
+        return f"{r['file']}: error: {r.get('error')}"
+    others = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[1:top]
+    rest = ", ".join(f"{k} {v:.2f}" for k, v in others)
+    return f"{r['file']}: {r['emotion']} {r['confidence']:.2f}" + (f"  ({rest})" if rest else "")
+
+
+def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: str = "csv",
+                      *, top: int = 3) -> Path:
+    """Write a batch's results to ``folder/predictions.<ext>`` atomically; returns the path.
+
+    Parameters
+    ----------
+    rows : iterable of mappings
+        One per input, in order, as ``live_predictions.py --json`` prints them:
+        ``{"file", "emotion", "confidence", "probabilities"}`` or ``{"file", "error"}``.
+    folder : path-like
+        Made if missing.
+    fmt : {"csv", "json", "txt"}
+        ``csv``: columns ``file, emotion, confidence, <labels...>, error``; ``json``: JSON
+        lines, the rows as given; ``txt``: the terminal's lines (``FILE: emotion p  (...)``).
+    top : int
+        ``txt``: how many emotions a line names.
+    """
+    rows = _check_rows(rows)
+    dest = predictions_path(folder, fmt)
+    if fmt == "json":
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    elif fmt == "txt":
+        text = "".join(_text_line(r, top) + "\n" for r in rows)
+    else:
+        labels = _labels_of(rows)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["file", "emotion", "confidence", *labels, "error"])
+        for r in rows:
+            probs = r.get("probabilities") or {}
+            w.writerow([r["file"], r.get("emotion") or "",
+                        "" if r.get("confidence") is None else r["confidence"],
+                        *[probs.get(k, "") for k in labels], r.get("error") or ""])
+        text = buf.getvalue()
+    _write_text(dest, text)
+    return dest
+
+
+def read_predictions(path: str | os.PathLike) -> list[dict]:
+    """The rows of a ``predictions.csv`` or ``.jsonl`` file, as :func:`write_predictions`
+    was given them (CSV numbers back as floats)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    if path.suffix != ".csv":
+        raise ValueError(f"{path}: read_predictions reads .csv or .jsonl files")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        head = next(reader)
+        labels = head[3:-1]
+        out = []
+        for row in reader:
+            d = dict(zip(head, row))
+            if d["error"]:
+                out.append({"file": d["file"], "error": d["error"]})
+            else:
+                out.append({"file": d["file"], "emotion": d["emotion"],
+                            "confidence": float(d["confidence"]),
+                            "probabilities": {k: float(d[k]) for k in labels if d[k] != ""}})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Timelines
+# --------------------------------------------------------------------------------------------
+def write_timeline(records: Iterable, folder: str | os.PathLike, stem: str, fmt: str = "csv",
+                   *, duration: float, regions: Iterable[tuple[float, float]],
+                   source: str | None = None, plot: bool = True,
+                   model: str | None = None) -> list[Path]:
+    """Write one recording's timeline: ``timeline_<stem>.<ext>`` and ``timeline_<stem>.png``.
+
+    Parameters
+    ----------
+    records : iterable of :class:`ser.timeline.Segment` (or mappings with the same keys)
+        The judged segments, in order.
+    folder, stem : where, and the name between ``timeline_`` and the extension
+        (see :func:`unique_stems`).
+    fmt : {"csv", "json", "txt"}
+        ``csv``: :func:`ser.timeline.write_csv` (``start, end, emotion, confidence,
+        <labels...>, error``); ``json``: JSON lines, one object per segment with ``file`` (the
+        ``source``) in front of :meth:`Segment.as_dict`'s keys; ``txt``: the terminal's table.
+    duration : float
+        Length of the recording (s), for the picture's x axis.
+    regions : sequence of (start, end)
+        The detector's speech regions (the picture shades the rest as no speech).
+    source : str, optional
+        The recording's name (a path, "microphone"), in the JSON rows, the text and the title.
+    plot : bool
+        Also write the PNG (skipped when ``duration`` is 0: nothing to draw).
+    model : str, optional
+        Named in the picture's title.
+
+    Returns
+    -------
+    list of Path
+        The files written, data first.
+
+    Raises
+    ------
+    OutputError
+        One line naming a file that cannot be written (the others may have been).
+    """
+    records = tl._records(records)
+    data_path, *png = timeline_paths(folder, stem, fmt, plot=plot)
+    if fmt == "csv":
+        _tl_write(tl.write_csv, records, data_path)
+    elif fmt == "json":
+        front = {} if source is None else {"file": str(source)}
+        _write_text(data_path, "".join(json.dumps({**front, **r.as_dict()}) + "\n"
+                                       for r in records))
+    else:
+        head = f"# {source}\n" if source is not None else ""
+        _write_text(data_path, head + tl.format_table(records) + "\n")
+    written = [data_path]
+    if png and duration > 0:
+        judged = sum(1 for r in records if r.probabilities)
+        name = Path(str(source)).name if source is not None else stem
+        by = f" by {Path(model).name}" if model else ""
+        title = (f"{name}: emotion over time{by} ({judged} segments)\n"
+                 f"bar height = probability, black edge = the segment's label, "
+                 f"grey = no speech")
+        _tl_write(tl.plot_timeline, records, duration, list(regions), png[0], title=title)
+        written.append(png[0])
+    return written
+
+
+def _number(text: str) -> float | None:
+    if text == "":
+        return None
+    v = float(text)
+    return None if math.isnan(v) else v
+
+
+def read_timeline(path: str | os.PathLike) -> list[dict]:
+    """The segments of a ``timeline_<stem>.csv`` or ``.jsonl`` file, as mappings with the
+    keys of :meth:`ser.timeline.Segment.as_dict` (``file`` too, from JSON lines); what
+    :func:`ser.timeline.plot_timeline` and :func:`write_timeline` accept again."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    if path.suffix != ".csv":
+        raise ValueError(f"{path}: read_timeline reads .csv or .jsonl files")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        head = next(reader)
+        labels = head[4:-1]
+        out = []
+        for row in reader:
+            d = dict(zip(head, row))
+            out.append({"start": float(d["start"]), "end": float(d["end"]),
+                        "emotion": d["emotion"] or None,
+                        "confidence": _number(d["confidence"]),
+                        "probabilities": {k: float(d[k]) for k in labels if d[k] != ""},
+                        "error": d["error"] or None})
+    return out
+
+
+def _tl_write(writer, *args, **kw) -> None:
+    """A :mod:`ser.timeline` writer, its write failures as :class:`OutputError` (one line)."""
+    try:
+        writer(*args, **kw)
+    except tl.TimelineError as e:
+        raise OutputError(errno.EIO, str(e)) from None
+
+
+def _write_text(dest: Path, text: str) -> None:
+    if dest.is_dir():
+        raise OutputError(errno.EISDIR, f"{dest}: is a folder, not a file name")
+    try:
+        with files.atomic_path(dest) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OutputError:
+        raise
+    except OSError as e:
+        raise OutputError(e.errno, files.describe_os_error(e, dest)) from None
