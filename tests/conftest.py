@@ -27,4 +27,4 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-from unprivileged import open_tmp  # noqa: E402,F401  (a fixture for every test module)
+from unprivileged import open_tmp, unprivileged  # noqa: E402,F401  (fixtures for every test module)

@@ -8,7 +8,6 @@ shipped one, except the last, which skips while models/ has none.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -16,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -638,79 +636,22 @@ def _summary(err: str) -> str:
     return lines[0]
 
 
-@contextlib.contextmanager
-def _world_readable_dir():
-    """A fresh folder in /tmp that another user can enter (pytest's tmp_path is root's 0700)."""
-    d = Path(tempfile.mkdtemp(prefix="ser-unreadable-", dir="/tmp"))
-    d.chmod(0o755)
-    try:
-        yield d
-    finally:
-        for p in [d, *d.rglob("*")]:
-            if not p.is_symlink():
-                p.chmod(0o755)
-        shutil.rmtree(d)
-
-
-def _unprivileged(where: Path) -> tuple[list[str], dict] | None:
-    """A command prefix (and environment) under which ``chmod 000`` really denies access.
-
-    As root: the user nobody (setpriv), else root without the two capabilities that bypass
-    file permissions (when the interpreter lives where nobody cannot reach it, e.g. /root).
-    """
-    env = dict(os.environ)
-    if os.geteuid() != 0:
-        return [], env
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    probe = where / "probe"
-    probe.write_bytes(b"x")
-    probe.chmod(0)
-    home = where / "home"
-    home.mkdir(mode=0o777)
-    home.chmod(0o777)
-    candidates = [([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"],
-                   {**env, "HOME": str(home), "SER_CACHE_DIR": str(home / "cache")}),
-                  ([setpriv, "--bounding-set", "-dac_override,-dac_read_search"], env)]
-    # the probe: the chmod 000 file is refused, and the interpreter can start itself again
-    # (the numba cache builds in a child; nobody may reach setpriv's exec but not that one)
-    code = (f"import subprocess, sys\n"
-            f"subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
-            f"open({str(probe)!r}, 'rb')\n")
-    try:
-        for prefix, penv in candidates:
-            r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
-                               text=True, env=penv, timeout=SAFETY)
-            if r.stderr.strip().splitlines()[-1:] == [
-                    f"PermissionError: [Errno 13] Permission denied: {str(probe)!r}"]:
-                return prefix, penv
-        return None
-    finally:
-        probe.unlink()
-
-
-def test_unreadable_folders_and_files_are_named_and_counted(model, files):
-    with _world_readable_dir() as root:
-        how = _unprivileged(root)
-        if how is None:
-            pytest.skip("cannot drop root's access to files here (no setpriv, and neither the "
-                        "user nobody nor a capability drop denies a chmod 000 file)")
-        prefix, env = how
-        m = root / "model.h5"
-        shutil.copy(model, m)
-        shutil.copy(ser.checkpoint.sidecar_path(model), ser.checkpoint.sidecar_path(m))
-        inp = root / "in"
-        (inp / "Actor_02").mkdir(parents=True)
-        for name in ("good.flac", "locked.flac", "Actor_02/inside.flac"):
-            shutil.copy(files["ravdess"], inp / name)
-        (inp / "notes.txt").write_text("not audio\n")
-        for p in [inp, *inp.rglob("*"), m, ser.checkpoint.sidecar_path(m)]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        (inp / "locked.flac").chmod(0)
-        (inp / "Actor_02").chmod(0)
-        r = subprocess.run([*prefix, sys.executable, str(SCRIPT), "--json", "--model", str(m),
-                            str(inp)], capture_output=True, text=True, env=env, timeout=SAFETY)
+def test_unreadable_folders_and_files_are_named_and_counted(model, files, unprivileged):
+    root, prefix, env = unprivileged
+    m = root / "model.h5"
+    shutil.copy(model, m)
+    shutil.copy(ser.checkpoint.sidecar_path(model), ser.checkpoint.sidecar_path(m))
+    inp = root / "in"
+    (inp / "Actor_02").mkdir(parents=True)
+    for name in ("good.flac", "locked.flac", "Actor_02/inside.flac"):
+        shutil.copy(files["ravdess"], inp / name)
+    (inp / "notes.txt").write_text("not audio\n")
+    for p in [inp, *inp.rglob("*"), m, ser.checkpoint.sidecar_path(m)]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (inp / "locked.flac").chmod(0)
+    (inp / "Actor_02").chmod(0)
+    r = subprocess.run([*prefix, sys.executable, str(SCRIPT), "--json", "--model", str(m),
+                        str(inp)], capture_output=True, text=True, env=env, timeout=SAFETY)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == 1, r.stderr
     rows = {row["file"]: row for row in _json_lines(r.stdout)}

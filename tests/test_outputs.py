@@ -262,26 +262,20 @@ def test_workers_exit_when_the_extraction_is_killed(tmp_path):
 # --------------------------------------------------------------------------------------------
 # 5. unreadable folders and files are named and counted, never dropped without a word
 # --------------------------------------------------------------------------------------------
-def test_unreadable_actor_folders_and_files_are_named(tmp_path):
-    from test_live_predictions import _unprivileged, _world_readable_dir
-    with _world_readable_dir() as root:
-        how = _unprivileged(root)
-        if how is None:
-            pytest.skip("cannot drop root's access to files here (no setpriv, and neither the "
-                        "user nobody nor a capability drop denies a chmod 000 file)")
-        prefix, env = how
-        feats = corpus(root / "features", n=3)
-        corpus(root / "features2", n=1)
-        shutil.move(root / "features2" / "Actor_01", feats / "Actor_02")
-        locked = sorted((feats / "Actor_01").iterdir())[0]
-        for p in [root, feats, *feats.rglob("*")]:
-            p.chmod(0o777 if p.is_dir() else 0o666)
-        locked.chmod(0)
-        (feats / "Actor_02").chmod(0)
-        r = subprocess.run([*prefix, sys.executable, str(ROOT / "create_features.py"),
-                            "--features-dir", str(feats), "--quiet", "--jobs", "1"],
-                           capture_output=True, text=True, env=env, timeout=SAFETY)
-        (feats / "Actor_02").chmod(0o777)
+def test_unreadable_actor_folders_and_files_are_named(tmp_path, unprivileged):
+    root, prefix, env = unprivileged
+    feats = corpus(root / "features", n=3)
+    corpus(root / "features2", n=1)
+    shutil.move(root / "features2" / "Actor_01", feats / "Actor_02")
+    locked = sorted((feats / "Actor_01").iterdir())[0]
+    for p in [root, feats, *feats.rglob("*")]:
+        p.chmod(0o777 if p.is_dir() else 0o666)
+    locked.chmod(0)
+    (feats / "Actor_02").chmod(0)
+    r = subprocess.run([*prefix, sys.executable, str(ROOT / "create_features.py"),
+                        "--features-dir", str(feats), "--quiet", "--jobs", "1"],
+                       capture_output=True, text=True, env=env, timeout=SAFETY)
+    (feats / "Actor_02").chmod(0o777)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert f"skipped: {feats / 'Actor_02'}: cannot read the folder (permission denied)" \
         in r.stderr
