@@ -13,11 +13,11 @@ Examples::
     python live_predictions.py --stream --stream-mode window  # sliding window, one line per hop
     python live_predictions.py --list-devices
 
-The model (H5 + JSON sidecar, see :func:`ser_common.load_model`) is loaded once per run; the
-sidecar says which feature set to compute and how to normalise it, so prediction goes through
-exactly the loader and feature code that training used (:mod:`ser_common`). Inference runs the
-model converted to TFLite by LiteRT (package ``ai-edge-litert``) when that is installed, else a
-traced ``tf.function``; both avoid ``model.predict``'s ~40-60 ms per call.
+The model (H5 + JSON sidecar, see :func:`ser.checkpoint.load_model`) is loaded once per run;
+the sidecar says which feature set to compute and how to normalise it, so prediction goes
+through exactly the loader and feature code that training used (``ser.audio``,
+``ser.features``). Inference runs the model's TFLite export through LiteRT (package
+``ai-edge-litert``, no TensorFlow import) when the sidecar names one, else TensorFlow.
 
 ``--timeline`` reads files of any length in blocks (:mod:`ser.timeline`), finds speech with the
 Silero voice-activity detector (:mod:`ser.vad`) and judges each utterance-sized segment;
@@ -31,7 +31,7 @@ speaker-adapted model updates its running estimate of the speaker's statistics. 
 (``--output-dir``, ``--format``) are written by :mod:`ser.output`.
 
 Folder arguments are searched recursively for audio files (by extension,
-:data:`ser_common.AUDIO_EXTENSIONS`). Every file a folder leaves out (another extension, a hidden
+:data:`ser.scan.AUDIO_EXTENSIONS`). Every file a folder leaves out (another extension, a hidden
 name, a link to a folder) is named on stderr with the reason; a folder that cannot be read, an
 empty folder and a folder without audio are errors, like a file that fails. A batch of more than
 one input ends with a ``summary:`` line on stderr counting what was judged, failed and left out.
@@ -46,7 +46,7 @@ an output folder that cannot be written, no audio file in the inputs).
 Library use::
 
     from ser.predict import Predictor
-    p = Predictor("models/Emotion_Voice_Detection_Model.h5")
+    p = Predictor("models/emotion_mlp_stats.h5")
     p.predict_file("clip.wav").emotion
     p.predict_signal(y, sr=16000).probabilities
 """
@@ -68,6 +68,7 @@ from ser.predict import (
     MIN_SPEECH_SECONDS,
     ModelError,
     Predictor,
+    has_export,
 )
 from ser.runs import (
     os_message,
@@ -158,12 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "listens in --stream and within each --timeline file")
     ap.add_argument("--top", type=int, default=3, metavar="K",
                     help="text output: show the K most likely emotions (default: %(default)s)")
+    ap.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                    help="answer 'uncertain' (with the probabilities) when the most likely "
+                         "emotion's probability is below P (0-1; default 0: always an "
+                         "emotion). The probabilities are calibrated on speakers the model "
+                         "never heard (the sidecar's temperature); the README says what "
+                         "fraction each P leaves and how accurate the rest is")
+    ap.add_argument("--no-calibration", action="store_true",
+                    help="the model's raw probabilities, without its sidecar's temperature")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
-                    help="inference: litert (TFLite via the ai-edge-litert package: fastest "
-                         "per call, ~0.4 s to convert at start), tf (a traced TensorFlow "
-                         "function), auto (litert for --stream, --timeline and for "
-                         f"{LITERT_MIN_FILES}+ files, where it pays back, if installed; "
-                         "else tf) (default: %(default)s)")
+                    help="inference: litert (the model's TFLite export named in its "
+                         "sidecar, run by the ai-edge-litert package without importing "
+                         "TensorFlow; a model without an export is converted at start, "
+                         "~0.4 s), tf (TensorFlow: the H5 loaded by Keras and traced, ~4-6 s "
+                         "to start), auto (the export when the model has one; else litert "
+                         f"for --stream, --timeline and {LITERT_MIN_FILES}+ files, where the "
+                         "conversion pays back; else tf) (default: %(default)s)")
     ap.add_argument("--min-seconds", type=float, default=MIN_SPEECH_SECONDS, metavar="S",
                     help="clips (and segments) shorter than S seconds are 'no speech "
                          "detected' (default: %(default)s)")
@@ -245,6 +256,8 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
     modes = [m for m, on in (("FILE", bool(args.files)), ("--mic", args.mic),
                              ("--stream", args.stream), ("--list-devices", args.list_devices))
              if on]
+    if not 0.0 <= args.min_confidence <= 1.0:
+        ap.error("--min-confidence must lie in [0, 1]")
     if args.timeline and not args.files:
         ap.error("--timeline judges FILEs (for the microphone, --stream finds utterances "
                  "itself)")
@@ -323,10 +336,14 @@ def _check_model_path(path: Path) -> str | None:
 
 
 def _cli_backend(args, n_files: int) -> str:
-    """``--backend auto`` on the command line: LiteRT only where its one-off conversion
-    (~0.4 s) is paid back by ~0.5 ms saved per prediction (streaming, big batches)."""
+    """``--backend auto`` on the command line: the model's LiteRT export when its sidecar has
+    one (no TensorFlow import, nothing to pay back); without one, LiteRT only where its
+    one-off conversion (~0.4 s) is paid back by ~0.5 ms saved per prediction (streaming,
+    timelines, big batches)."""
     if args.backend != "auto":
         return args.backend
+    if has_export(args.model):
+        return "auto"
     return "auto" if args.stream or args.timeline or n_files >= LITERT_MIN_FILES else "tf"
 
 
@@ -358,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             predictor = Predictor(args.model, min_seconds=args.min_seconds,
                                   backend=_cli_backend(args, len(inputs.files)),
-                                  max_seconds=args.max_seconds)
+                                  max_seconds=args.max_seconds,
+                                  calibrated=not args.no_calibration,
+                                  min_confidence=args.min_confidence)
         except ModelError as e:
             err(str(e))
             return 2

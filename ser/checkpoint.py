@@ -41,35 +41,129 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def save_model(model, path: str | os.PathLike, sidecar: dict) -> Path | None:
-    """Save a Keras model as H5 plus its JSON sidecar, both written atomically.
+def save_model(model, path: str | os.PathLike, sidecar: dict, *, export: bool = True
+               ) -> Path | None:
+    """Save a Keras model as H5 plus its JSON sidecar, both written atomically, and its
+    LiteRT export (``<stem>.tflite``, see :mod:`ser.export`) beside them.
 
-    ``sidecar`` must hold at least :data:`SIDECAR_KEYS` (``format`` is filled in). A model
-    already at ``path`` is kept (with its sidecar) under ``previous/`` beside it; returns that
-    copy's path, or ``None`` if nothing was replaced.
+    ``sidecar`` must hold at least :data:`SIDECAR_KEYS` (``format`` is filled in). The export
+    is made from the H5 just written (a model in memory has names that depend on the process's
+    history; the saved one gives the same bytes on every run) and recorded under the sidecar's
+    optional key ``"litert"`` (:func:`export_entry`); a model LiteRT cannot convert (GRU/LSTM
+    here) is saved without it, with a one-line note on stderr, and is served by TensorFlow.
+    ``export=False``: no export (an export of an older save is then removed, kept under
+    ``previous/``).
+
+    A model already at ``path`` is kept (with its sidecar and export) under ``previous/``
+    beside it; returns that copy's path, or ``None`` if nothing was replaced.
     """
     import warnings
 
+    from ser.export import SIDECAR_KEY, tflite_path
     from ser.files import keep_previous
     sidecar = {"format": SIDECAR_FORMAT, **sidecar}
+    sidecar.pop(SIDECAR_KEY, None)      # an entry of another save (e.g. a copied sidecar)
     missing = [k for k in SIDECAR_KEYS if k not in sidecar]
     if missing:
         raise ValueError(f"sidecar for {path} lacks {missing}")
     path = Path(path)
+    lite = tflite_path(path)
     with atomic_path(path) as tmp:
         tmp.unlink()   # h5py wants to create it
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras 3 calls H5 "legacy"
             model.save(str(tmp))
-        kept = keep_previous(path)     # only once the new model is written
+        tmp_lite = tmp.with_name(tmp.name + lite.suffix)   # clean_stale_tmp knows the name
+        try:
+            entry = None
+            if export:
+                entry, why = _try_export(tmp, tmp_lite, path)
+                if entry is None:
+                    from ser.console import info
+                    info(f"note: {path}: saved without a LiteRT export ({why}); predicting "
+                         f"with it imports TensorFlow")
+            # only once the new model (and its export) is written
+            kept = keep_previous(path, companions=(".json", lite.suffix))
+            if entry is not None:
+                os.replace(tmp_lite, lite)
+            else:
+                lite.unlink(missing_ok=True)    # an older save's (kept under previous/)
+        finally:
+            tmp_lite.unlink(missing_ok=True)
+    if entry is not None:
+        sidecar[SIDECAR_KEY] = entry
     write_json(sidecar_path(path), sidecar)
     return kept
+
+
+def _try_export(h5: Path, dest: Path, model_path: Path) -> tuple[dict | None, str]:
+    """(entry, "") or (None, why): the export of the saved ``h5`` written to ``dest``, its
+    entry naming the file beside ``model_path``."""
+    from ser.export import ExportError
+    try:
+        return export_entry(h5, model_path, dest=dest), ""
+    except ExportError as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except Exception as e:                  # noqa: BLE001 - any converter failure: no export
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    why = why.replace(f"{dest}: ", "")
+    return None, why if len(why) <= 160 else why[:157] + "..."
+
+
+def export_entry(h5: str | os.PathLike, model_path: str | os.PathLike | None = None, *,
+                 dest: str | os.PathLike | None = None) -> dict:
+    """Export the H5 file ``h5`` to TFLite and return its sidecar entry (``"litert"``).
+
+    The flatbuffer goes to ``dest`` (default: ``<stem>.tflite`` beside ``model_path``, which
+    defaults to ``h5``); the entry names ``<stem>.tflite`` of ``model_path`` and adds
+    ``h5_sha256``, the sha256 of the H5 it was made from, so that a model replaced without a
+    new export is refused rather than served with the old weights.
+    """
+    from ser.export import export_from_h5, tflite_path
+    from ser.files import sha256_file
+    model_path = Path(h5 if model_path is None else model_path)
+    final = tflite_path(model_path)
+    entry = export_from_h5(h5, final if dest is None else dest)
+    entry["file"] = final.name
+    entry["h5_sha256"] = sha256_file(h5)
+    return entry
+
+
+def add_export(model_path: str | os.PathLike) -> dict:
+    """Give a saved model (H5 + sidecar) its LiteRT export: ``<stem>.tflite`` beside it and
+    the sidecar's ``"litert"`` entry (the sidecar is rewritten atomically, its other keys
+    unchanged; the H5 is only read). Re-running it rewrites the same bytes.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        No model or sidecar, or the sidecar does not pass :func:`read_sidecar`.
+    ser.export.ExportError
+        The model cannot be converted (one line naming the file).
+    """
+    from ser.export import SIDECAR_KEY
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path}: model file not found")
+    read_sidecar(model_path)                    # the checks (types, labels, servable)
+    sp = sidecar_path(model_path)
+    meta = json.loads(sp.read_text(encoding="utf-8"))   # as written: key order kept
+    entry = export_entry(model_path)
+    want = list(meta["input_shape"])
+    if entry["input_shape"] != want:
+        raise ValueError(f"{model_path}: model input {entry['input_shape']} does not match "
+                         f"its sidecar's {want}")
+    meta[SIDECAR_KEY] = entry
+    write_json(sp, meta)
+    return entry
 
 
 SIDECAR_MAX_BYTES = 64 * 2 ** 20   # the shipped sidecars are < 100 kB
 
 
 def _json_kind(v) -> str:
+    if v is None:
+        return "null"
     text = json.dumps(v) if not isinstance(v, (dict, list)) else ""
     kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(v), "a number")
@@ -101,10 +195,51 @@ def _sidecar_type_problem(meta: dict) -> str | None:
         "adaptation": ("a string", lambda v: isinstance(v, str)),
         "speaker_prior_weight": ("a number >= 0",
                                  lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
+        "litert": ("null or an object", lambda v: v is None or isinstance(v, dict)),
+        "calibration": ('{"temperature": a number > 0, ...}',
+                        lambda v: isinstance(v, dict) and _is_number(v.get("temperature"))
+                        and math.isfinite(v["temperature"]) and v["temperature"] > 0),
     }
     for key, (want, ok) in expect.items():
         if key in meta and not ok(meta[key]):
             return f"{key} is {_json_kind(meta[key])}, expected {want}"
+    if isinstance(meta.get("litert"), dict):
+        return _litert_type_problem(meta["litert"])
+    return None
+
+
+def _is_sha256(v) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def _is_shape(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(
+        isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)
+
+
+LITERT_KEYS = {
+    "file": ("a file name beside the model",
+             lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v
+             and "\\" not in v and "\0" not in v and Path(v).name == v),
+    "sha256": ("64 lowercase hex digits", _is_sha256),
+    "h5_sha256": ("64 lowercase hex digits", _is_sha256),
+    "input_shape": ("a list of positive whole numbers", _is_shape),
+    "output_shape": ("a list of positive whole numbers", _is_shape),
+}
+"""The keys a sidecar's ``"litert"`` entry must have (ser.export writes more: format, bytes,
+converter versions), with what each must be."""
+
+
+def _litert_type_problem(entry: dict) -> str | None:
+    """What is missing or of the wrong type in a sidecar's ``"litert"`` entry."""
+    missing = [k for k in LITERT_KEYS if k not in entry]
+    if missing:
+        return f"litert lacks {', '.join(missing)}"
+    for key, (want, ok) in LITERT_KEYS.items():
+        if not ok(entry[key]):
+            return f"litert.{key} is {_json_kind(entry[key])}, expected {want}"
+    if entry.get("format", "tflite") != "tflite":
+        return f"litert.format is {_json_kind(entry['format'])}, expected \"tflite\""
     return None
 
 

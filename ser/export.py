@@ -3,7 +3,7 @@
 Two halves that never meet in one process on the prediction path:
 
 - :func:`export_tflite` (training time; imports TensorFlow) converts a loaded Keras 3 model
-  (the shipped ``models/*.h5``, loaded with ``ser_common.load_model``) into a ``.tflite``
+  (the shipped ``models/*.h5``, loaded with ``ser.checkpoint.load_model``) into a ``.tflite``
   flatbuffer written atomically beside it, and returns the entry for the model's sidecar
   (file name, sha256, input/output shapes, converter versions). The H5 and its sidecar stay
   the source: the flatbuffer is derived from them and can be written again at any time.
@@ -16,7 +16,15 @@ The conversion is deterministic here (TF 2.21, Keras 3.15): the same model conve
 in one process or after re-loading the H5 in another, gives the same bytes, so the sidecar's
 sha256 is a property of the weights and the converter version (see :func:`export_tflite`).
 
-Errors are one line naming the file (:class:`ExportError`).
+Where it is used: :func:`ser.checkpoint.save_model` exports every model it saves (from the H5
+it has just written) and records the entry under the sidecar's ``"litert"`` key, with
+``h5_sha256``, the H5's checksum (:func:`check_source`: an H5 replaced without a new export is
+refused); ``python -m ser.export MODEL.h5 ...`` (:func:`ser.checkpoint.add_export`) gives an
+already saved model its export; :class:`ser.predict.Predictor` runs the export through
+:func:`load_exported` and imports TensorFlow only for a model without one.
+
+Errors are one line naming the file (:class:`ExportError`; :class:`ExportMissing` when the
+flatbuffer a sidecar names is not there).
 """
 from __future__ import annotations
 
@@ -39,6 +47,11 @@ CHECK_ATOL = 1e-5
 
 class ExportError(ValueError):
     """A flatbuffer that cannot be written, read or trusted; the message names the file."""
+
+
+class ExportMissing(ExportError):
+    """The flatbuffer a sidecar names is not there (e.g. only the H5 and its sidecar were
+    copied): the model can still be served from its H5."""
 
 
 def sha256_bytes(blob: bytes) -> str:
@@ -191,7 +204,7 @@ def export_tflite(keras_model, dest_path: str | os.PathLike, *,
 
 def load_h5(h5_path: str | os.PathLike):
     """The Keras model of an H5 file (uncompiled), loaded by Keras alone (no sidecar checks:
-    the caller has them, e.g. ``ser_common.load_model``)."""
+    the caller has them, e.g. ``ser.checkpoint.load_model``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import warnings
     with _silenced(1, 2):
@@ -263,8 +276,8 @@ class LiteRTModel:
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
-            raise ExportError(f"{path}: exported model not found (export it again from the "
-                              f"H5 with ser.export)") from None
+            raise ExportMissing(f"{path}: exported model not found (export it again from the "
+                                f"H5 with ser.export)") from None
         except OSError as e:
             raise ExportError(f"{path}: cannot read the exported model "
                               f"({(e.strerror or type(e).__name__).lower()})") from None
@@ -353,7 +366,11 @@ def load_exported(model_path: str | os.PathLike, meta: dict, *,
     """The runner of the model's export named in its sidecar, or None without an export.
 
     The file is ``entry["file"]`` beside the H5 (a bare name, never a path elsewhere); its
-    sha256 and input shape must be the sidecar's (:class:`ExportError` otherwise)."""
+    sha256 and input shape must be the sidecar's, and when the entry records ``h5_sha256``
+    (every export :func:`ser.checkpoint.save_model` makes does), the H5 beside it must still
+    be the one it was made from: an H5 replaced without a new export is refused rather than
+    served with the old weights. Each problem is an :class:`ExportError` naming the file
+    (:class:`ExportMissing` when the flatbuffer is not there)."""
     entry = sidecar_entry(meta)
     if entry is None:
         return None
@@ -362,10 +379,67 @@ def load_exported(model_path: str | os.PathLike, meta: dict, *,
     if not isinstance(name, str) or not name or Path(name).name != name:
         raise ExportError(f"{model_path.with_suffix('.json')}: {SIDECAR_KEY}.file must be a "
                           f"file name beside the model, got {name!r}")
-    runner = LiteRTModel(model_path.parent / name, sha256=entry.get("sha256"),
-                         num_threads=num_threads)
+    path = model_path.parent / name
+    if not path.is_file():
+        raise ExportMissing(f"{path}: exported model not found (export it again from the "
+                            f"H5: python -m ser.export {model_path})")
+    want_h5 = entry.get("h5_sha256")
+    if want_h5 is not None:
+        check_source(model_path, path, want_h5)
+    runner = LiteRTModel(path, sha256=entry.get("sha256"), num_threads=num_threads)
     want = tuple(int(d) for d in meta.get("input_shape", runner.input_shape))
     if runner.input_shape != want:
         raise ExportError(f"{runner.name}: input {list(runner.input_shape)} does not match "
                           f"the sidecar's {list(want)}")
     return runner
+
+
+def check_source(model_path: str | os.PathLike, export_path: str | os.PathLike,
+                 h5_sha256: str) -> None:
+    """Refuse (:class:`ExportError`, one line naming the export) an export whose H5 has been
+    replaced since: ``model_path``'s sha256 must be ``h5_sha256``, the sidecar's record of
+    the H5 the export was made from."""
+    try:
+        h = hashlib.sha256()
+        with open(model_path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise ExportError(f"{model_path}: cannot read the model "
+                          f"({(e.strerror or type(e).__name__).lower()})") from None
+    got = h.hexdigest()
+    if not isinstance(h5_sha256, str) or got != h5_sha256.lower():
+        raise ExportError(f"{export_path}: stale export: made from an H5 with sha256 "
+                          f"{str(h5_sha256)[:16]}..., but {model_path} has {got[:16]}...; "
+                          f"export it again: python -m ser.export {model_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ser.export MODEL.h5 ...``: give saved models their export (the
+    ``.tflite`` beside each and the sidecar's entry; the H5 files are only read)."""
+    import argparse
+    import sys
+
+    from ser import checkpoint
+    ap = argparse.ArgumentParser(prog="python -m ser.export",
+                                 description="Export saved models (H5 + JSON sidecar) to "
+                                             "TFLite for TensorFlow-free prediction: writes "
+                                             "X.tflite beside X.h5 and records it in X.json.")
+    ap.add_argument("models", nargs="+", type=Path, metavar="MODEL.h5")
+    args = ap.parse_args(argv)
+    failed = 0
+    for h5 in args.models:
+        try:
+            entry = checkpoint.add_export(h5)
+        except (OSError, ValueError) as e:          # ExportError is a ValueError
+            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                  file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        print(f"{h5}: {tflite_path(h5).name} ({entry['bytes']} bytes, sha256 "
+              f"{entry['sha256'][:16]}...)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,6 +21,8 @@ from ser.audio import (
 from ser.checkpoint import load_model, model_input, read_sidecar, sidecar_path
 from ser.console import import_keras, stderr_silenced
 from ser.corpora import EMOTIONS, N_CLASSES
+from ser.calibration import apply_temperature
+from ser.export import ExportMissing, load_exported, sidecar_entry
 from ser.features import extract_features
 from ser.paths import DEFAULT_MODEL
 
@@ -32,19 +34,28 @@ class ModelError(Exception):
     """The model cannot be used (missing, unreadable, or not matching this version)."""
 
 
+UNCERTAIN = "uncertain"   # the answer below --min-confidence
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """One judgement: the most likely emotion, its probability and all eight."""
+    """One judgement: the most likely emotion, its probability and all eight.
+
+    ``emotion`` is :data:`UNCERTAIN` when the most likely emotion's probability is below the
+    predictor's ``min_confidence`` (``confidence`` and ``probabilities`` stay as they are).
+    """
     emotion: str
     confidence: float
     probabilities: dict[str, float]
 
     @classmethod
-    def from_probs(cls, probs: np.ndarray, labels: Iterable[str] = EMOTIONS) -> "Prediction":
+    def from_probs(cls, probs: np.ndarray, labels: Iterable[str] = EMOTIONS, *,
+                   min_confidence: float = 0.0) -> "Prediction":
         labels = list(labels)
         p = np.asarray(probs, dtype=np.float64).reshape(-1)
         i = int(np.argmax(p))
-        return cls(labels[i], float(p[i]), {name: float(v) for name, v in zip(labels, p)})
+        label = labels[i] if p[i] >= min_confidence else UNCERTAIN
+        return cls(label, float(p[i]), {name: float(v) for name, v in zip(labels, p)})
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most likely emotions with their probabilities, best first."""
@@ -56,8 +67,30 @@ class Prediction:
 
 
 BACKENDS = ("auto", "litert", "tf")
-"""Inference paths: ``litert`` (TFLite through the ai-edge-litert package), ``tf`` (a traced
-tf.function), ``auto`` (litert when it is installed and converts the model, else tf)."""
+"""Inference paths: ``litert`` (TFLite through the ai-edge-litert package: the model's export
+named in its sidecar, run without importing TensorFlow; a model without one is converted at
+load), ``tf`` (a traced tf.function of the Keras model), ``auto`` (litert when it is installed
+and the model has an export or converts, else tf)."""
+
+
+def has_export(model_path: str | os.PathLike) -> bool:
+    """Whether ``model_path``'s sidecar names a LiteRT export (:mod:`ser.export`) and LiteRT
+    is installed: ``Predictor(model_path)`` then starts without importing TensorFlow (unless
+    the export is missing, when it is served from the H5). Never raises: a sidecar that
+    cannot be read is the Predictor's to report."""
+    try:
+        meta = read_sidecar(model_path)
+    except Exception:           # noqa: BLE001 - reported by the Predictor
+        return False
+    return sidecar_entry(meta) is not None and _litert_installed()
+
+
+def _litert_installed() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _tf_infer(model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
@@ -163,33 +196,38 @@ class Predictor:
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL, *,
                  min_seconds: float = MIN_SPEECH_SECONDS, backend: str = "auto",
-                 max_seconds: float | None = DEFAULT_MAX_SECONDS):
+                 max_seconds: float | None = DEFAULT_MAX_SECONDS, calibrated: bool = True,
+                 min_confidence: float = 0.0):
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1]; got {min_confidence!r}")
+        self.min_confidence = float(min_confidence)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
         self.model_path = Path(model_path)
         self.min_seconds = float(min_seconds)
         self.max_seconds = None if max_seconds is None else float(max_seconds)
+        self._model = None
+        runner = None
         try:
             # Cheap checks first, so that a wrong --model fails before TensorFlow is imported.
             if not self.model_path.exists():
                 raise FileNotFoundError(f"{self.model_path}: model file not found (train one "
                                         f"with neural_network.py, or pass --model)")
             meta = read_sidecar(self.model_path)
-            try:
-                import_keras()
-            except ImportError as e:
-                raise ModelError(f"cannot import Keras/TensorFlow ({e}); install the "
-                                 f"requirements: pip install -r requirements.lock") from None
-            with stderr_silenced():
-                model, meta = load_model(self.model_path, meta=meta)
+            if backend != "tf" and sidecar_entry(meta) is not None:
+                runner = self._exported(meta, backend)
+            if runner is None:
+                model, meta = self._load_keras(meta)
+                out = model.output_shape
         except (FileNotFoundError, ValueError, OSError, TypeError, KeyError) as e:
             # TypeError/KeyError: a sidecar that is JSON but not the expected object
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if isinstance(e, (TypeError, KeyError)):
                 msg = f"{sidecar_path(self.model_path)}: malformed sidecar ({msg})"
             raise ModelError(msg) from None
-        self.model, self.meta = model, meta
-        out = model.output_shape
+        self.meta = meta
+        if runner is not None:
+            out = (None, *runner.output_shape)
         if isinstance(out, list) or out[-1] != N_CLASSES:
             raise ModelError(f"{self.model_path}: model output {out} is not "
                              f"{N_CLASSES} classes")
@@ -201,8 +239,61 @@ class Predictor:
         except (TypeError, ValueError, KeyError) as e:   # read_sidecar checks the types
             raise ModelError(f"{sidecar_path(self.model_path)}: malformed sidecar "
                              f"({type(e).__name__}: {e})") from None
-        self._infer, self.backend = _make_infer(model, self.input_shape, backend)
+        if runner is not None:
+            self._infer, self.backend = runner, "litert"
+        else:
+            self._model = model
+            self._infer, self.backend = _make_infer(model, self.input_shape, backend)
         self._softmax = not self._looks_like_probabilities()
+        # the sidecar's temperature (ser/calibration.py): probabilities that mean what they say
+        self.temperature = (float(meta.get("calibration", {}).get("temperature", 1.0))
+                            if calibrated else 1.0)
+
+    def _exported(self, meta: dict, backend: str):
+        """The LiteRT runner of the model's export (its sidecar has one), or None: LiteRT not
+        installed (``auto``), or the flatbuffer is not beside the H5 (only the H5 and its
+        sidecar were copied): then the Keras path serves it. A flatbuffer that is there but
+        does not match (checksum, an H5 replaced since the export, its input) raises
+        ValueError naming the file: those files do not belong together."""
+        if not _litert_installed():
+            if backend == "litert":
+                raise ModelError("LiteRT backend unavailable: the ai-edge-litert package is "
+                                 "not installed (pip install ai-edge-litert)")
+            return None
+        entry = sidecar_entry(meta)
+        have, want = list(entry["input_shape"]), list(meta["input_shape"])
+        if have != want:
+            raise ValueError(f"{self.model_path}: model input {tuple(have)} does not match "
+                             f"its sidecar's {tuple(want)} (feature set {meta['feature']})")
+        try:
+            return load_exported(self.model_path, meta)
+        except ExportMissing:
+            return None
+
+    def _load_keras(self, meta: dict):
+        try:
+            import_keras()
+        except ImportError as e:
+            raise ModelError(f"cannot import Keras/TensorFlow ({e}); install the "
+                             f"requirements: pip install -r requirements.lock") from None
+        with stderr_silenced():
+            return load_model(self.model_path, meta=meta)
+
+    @property
+    def model(self):
+        """The Keras model (loaded from the H5 on first use when the predictor runs the
+        model's LiteRT export: that path never imports TensorFlow by itself)."""
+        if self._model is None:
+            try:
+                self._model, _ = self._load_keras(self.meta)
+            except (FileNotFoundError, ValueError, OSError) as e:
+                raise ModelError(str(e).splitlines()[0] if str(e) else type(e).__name__
+                                 ) from None
+        return self._model
+
+    @model.setter
+    def model(self, model) -> None:
+        self._model = model
 
     def _looks_like_probabilities(self) -> bool:
         p = self._infer(np.zeros((1, *self.input_shape), np.float32))
@@ -235,7 +326,10 @@ class Predictor:
         if self._softmax:
             P = np.exp(P - P.max(axis=-1, keepdims=True))
             P /= P.sum(axis=-1, keepdims=True)
-        return [Prediction.from_probs(p, self.labels) for p in P]
+        if self.temperature != 1.0:
+            P = apply_temperature(P, self.temperature)
+        return [Prediction.from_probs(p, self.labels, min_confidence=self.min_confidence)
+                for p in P]
 
     def predict_vector(self, vector: np.ndarray) -> Prediction:
         return self.predict_vectors(np.asarray(vector)[None, :])[0]

@@ -8,6 +8,7 @@ import pytest
 import ser.calibration as cal
 import ser.protocols
 import ser.training
+from conftest import SHARED_DATA, needs_data
 from test_neural_network import synthetic_features
 
 
@@ -88,3 +89,29 @@ def test_a_protocol_run_and_an_all_data_model_carry_their_calibration(tmp_path):
                                     out=tmp_path / "n.h5", features_dir=feats)
     assert side["calibration"]["fitted_on"].startswith("actors held out by the epoch probes")
     assert json.loads((tmp_path / "n.json").read_text())["calibration"] == side["calibration"]
+
+
+@needs_data
+def test_the_predictor_applies_the_sidecar_temperature_and_min_confidence(tmp_path):
+    import ser.predict
+    from tiny_model import build_tiny_model
+    model = build_tiny_model(tmp_path, SHARED_DATA)
+    side = json.loads(model.with_suffix(".json").read_text())
+    side["calibration"] = {"temperature": 2.5, "fitted_on": "a test"}
+    model.with_suffix(".json").write_text(json.dumps(side))
+    clip = sorted((SHARED_DATA / "ravdess_speech" / "Actor_01").glob("*.flac"))[0]
+    raw = ser.predict.Predictor(model, calibrated=False).predict_file(clip)
+    p = ser.predict.Predictor(model)
+    assert p.temperature == 2.5
+    got = p.predict_file(clip)
+    want = cal.apply_temperature(np.array([list(raw.probabilities.values())]), 2.5)[0]
+    np.testing.assert_allclose(list(got.probabilities.values()), want, atol=1e-6)
+    assert got.emotion == raw.emotion and got.confidence < raw.confidence
+    unsure = ser.predict.Predictor(model, min_confidence=got.confidence + 1e-3)
+    u = unsure.predict_file(clip)
+    assert u.emotion == ser.predict.UNCERTAIN and u.confidence == pytest.approx(got.confidence)
+    side["calibration"] = {"temperature": -1}
+    model.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(ser.predict.ModelError, match=r"malformed sidecar: calibration is an "
+                                                     r"object, expected"):
+        ser.predict.Predictor(model)

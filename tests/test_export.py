@@ -33,6 +33,10 @@ def _project():
         return sc.load_model, sc.model_input, sc.load_audio, sc.extract_features
 
 
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -130,6 +134,21 @@ def test_load_exported_takes_only_a_file_beside_the_model(tiny, tmp_path):
     with pytest.raises(export.ExportError, match=r"input \[40, 1\] does not match the "
                                                  r"sidecar's \[20, 2\]"):
         export.load_exported(h5, {"input_shape": [20, 2], "litert": entry})
+    with pytest.raises(export.ExportMissing, match=f"^{tmp_path / 'gone.tflite'}: exported "
+                                                   f"model not found"):
+        export.load_exported(tmp_path / "m.h5", {"input_shape": [40, 1],
+                                                 "litert": {**entry, "file": "gone.tflite"}})
+    # the H5 it was made from, recorded: a replaced H5 makes the export stale
+    h5.write_bytes(b"the weights the export was made from")
+    made_from = hashlib.sha256(h5.read_bytes()).hexdigest()
+    meta = {"input_shape": [40, 1], "litert": {**entry, "h5_sha256": made_from}}
+    assert export.load_exported(h5, meta).input_shape == (40, 1)
+    h5.write_bytes(b"other weights")
+    with pytest.raises(export.ExportError) as e:
+        export.load_exported(h5, meta)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: stale export") and str(h5) in msg and "\n" not in msg
+    h5.unlink()
 
 
 def test_runner_process_imports_no_tensorflow(tiny):
@@ -161,6 +180,11 @@ def test_shipped_model_export_matches_keras_on_real_features(h5, tmp_path, share
     model, meta = load_model(h5)
     entry = export.export_from_h5(h5, tmp_path / f"{h5.stem}.tflite")
     assert entry["input_shape"] == list(meta["input_shape"]) and entry["output_shape"] == [8]
+    # the shipped export (python -m ser.export) is this one, made from this H5
+    shipped = meta.get(export.SIDECAR_KEY)
+    assert shipped is not None, f"{h5}: no export in its sidecar (python -m ser.export {h5})"
+    assert shipped["sha256"] == entry["sha256"] == _sha(export.tflite_path(h5))
+    assert shipped["h5_sha256"] == _sha(h5) and shipped["file"] == f"{h5.stem}.tflite"
     again = export.export_tflite(model, tmp_path / "again.tflite")
     assert again["sha256"] == entry["sha256"]         # the loaded model = its H5's export
     runner = export.LiteRTModel(tmp_path / entry["file"], sha256=entry["sha256"])

@@ -164,12 +164,14 @@ def test_text_output_and_folders(model, shared_data, capsys):
 
 def test_many_files_load_the_model_once(model, files, monkeypatch, capsys):
     calls = []
-    real = ser.checkpoint.load_model
 
-    def counting(*a, **kw):
-        calls.append(a)
-        return real(*a, **kw)
-    monkeypatch.setattr(ser.predict, "load_model", counting)
+    def counting(real):
+        def wrapper(*a, **kw):
+            calls.append(a)
+            return real(*a, **kw)
+        return wrapper
+    for name in ("load_model", "load_exported"):     # the H5 by Keras, or its LiteRT export
+        monkeypatch.setattr(ser.predict, name, counting(getattr(ser.predict, name)))
     paths = [str(files["ravdess"]), str(files["tess"])] * 75
     t0 = time.perf_counter()
     rc = live_predictions.main(["--json", "--model", str(model), *paths])
