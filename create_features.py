@@ -8,7 +8,7 @@ Writes ``features/features_<set>.joblib`` for each feature set asked for: a dict
 - ``meta``: dict of arrays (n_files,): ``path`` (relative to the features folder), ``corpus``
   (ravdess_speech, ravdess_song, tess), ``actor`` (1..26), ``vocal_channel``, ``intensity``,
   ``statement``, ``repetition``;
-- ``feature`` and ``params``: the feature set and its parameters (ser_common.feature_params).
+- ``feature`` and ``params``: the feature set and its parameters (ser.features.feature_params).
 
 Files are processed in parallel; every result is cached under ``features/.cache`` keyed by the
 file's path, size and modification time and by the feature parameters, so a re-run only
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ser import files as ser_files
 from ser.cluster import SCHEDULER_ENV, scheduler_default
+from ser.console import show_progress
 from ser.extract import extract
 from ser.features import FEATURE_SETS, describe_sets
 from ser.paths import FEATURES_DIR
@@ -34,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
                         f"mfcc)")
     p.add_argument("--features-dir", type=Path, default=FEATURES_DIR,
                    help="folder with the Actor_XX audio folders (default: features/)")
+    p.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                   help="your own recordings instead of the Actor_XX folders: a CSV with the "
+                        "columns path (relative to the CSV), emotion (one of the eight) and "
+                        "speaker; train on it with neural_network.py --features-dir "
+                        "<CSV name>_features --subset csv")
     p.add_argument("--out", type=Path, default=None,
-                   help="where the .joblib files go (default: the features folder)")
+                   help="where the .joblib files go (default: the features folder; with "
+                        "--csv, <CSV name>_features/ beside the CSV)")
     p.add_argument("--jobs", type=int, default=-1,
                    help="parallel worker processes (-1: all cores, the default; 1: no "
                         "parallelism)")
@@ -60,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sets = list(FEATURE_SETS) if args.feature == "all" else [args.feature]
     try:
+        out = args.out
+        if args.csv is not None and out is None:     # never mixed with features/'s files
+            out = args.csv.parent / f"{args.csv.stem}_features"
         r = extract(args.features_dir, feature_sets=sets, jobs=args.jobs,
-                    use_cache=not args.no_cache, progress=not args.quiet and sys.stderr.isatty(), out_dir=args.out,
-                    scheduler=args.scheduler, augment=args.augment)
+                    use_cache=not args.no_cache, progress=show_progress(args.quiet),
+                    out_dir=out, scheduler=args.scheduler, augment=args.augment,
+                    csv=args.csv)
     except (OSError, ValueError) as e:   # OutputError, FileNotFoundError, bad input
         print(f"error: {e}" if isinstance(e, (ValueError, ser_files.OutputError,
                                                 FileNotFoundError))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import numba_cache  # every librosa call goes through numba_cache.librosa()
 from ser.files import os_reason
 
 SAMPLE_RATE = 22050
@@ -148,9 +147,13 @@ def _read_mpeg(path: Path, channels: int, max_frames: int | None = None
 
 
 def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Resample mono audio to ``sr`` with soxr (librosa's default ``soxr_hq``).
+    """Resample mono audio to ``sr`` with soxr's high quality (librosa's default ``soxr_hq``).
 
-    The one resampling step of the project: :func:`load_audio` and live capture use it.
+    The one resampling step of the project: :func:`load_audio` and live capture use it. It is
+    ``librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type="soxr_hq")`` without
+    librosa (whose import costs a second or two): ``soxr.resample``, then cut or zero-padded to
+    ``ceil(n * sr / orig_sr)`` samples as librosa's ``fix_length`` does (bit-identical, checked
+    by tests/test_features_numpy.py).
 
     Returns
     -------
@@ -158,8 +161,18 @@ def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarra
     """
     y = np.asarray(y, dtype=np.float32)
     if orig_sr != sr:
-        librosa = numba_cache.librosa()
-        y = librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type="soxr_hq")
+        if y.ndim != 1:
+            raise AudioError(f"expected mono audio of shape (n,), got {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise AudioError("audio contains NaN or infinite samples")
+        import soxr
+        n = int(np.ceil(y.shape[-1] * (float(sr) / orig_sr)))
+        y_hat = soxr.resample(y, orig_sr, sr, quality="soxr_hq")
+        if y_hat.shape[-1] > n:
+            y_hat = y_hat[:n]
+        elif y_hat.shape[-1] < n:
+            y_hat = np.pad(y_hat, (0, n - y_hat.shape[-1]))
+        y = np.asarray(y_hat, dtype=np.float32)
     return np.ascontiguousarray(y, dtype=np.float32)
 
 

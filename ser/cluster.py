@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import os
 import re
+import sys
 import threading
 import time
 from functools import partial
@@ -99,6 +100,32 @@ def check_workers_see(client, path: Path) -> None:
 
 
 _WATCHDOG: list[int] = []
+_ALLOCATOR_TUNED: list[bool] = []
+
+
+def tune_allocator() -> None:
+    """In a process that does the extraction's work: let glibc keep freed memory for reuse.
+
+    Each file's arrays (a few MB: frames, spectra) are above glibc's default mmap threshold,
+    so every one is a fresh mapping whose pages fault in one by one and is unmapped again when
+    freed: measured here, that made a 3 s clip's STFT cost 3.4 ms instead of 1.1 ms. With a
+    32 MB threshold and a 128 MB trim threshold the same memory is reused from file to file.
+    Once per process; nothing elsewhere than glibc (``mallopt`` missing: left as it is).
+    """
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED.append(True)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, 128 << 20)
+    mallopt(M_TOP_PAD, 16 << 20)
 
 
 def orphan_guarded(func, parent: int, *args):
@@ -109,6 +136,7 @@ def orphan_guarded(func, parent: int, *args):
     """
     if os.getpid() != parent and not _WATCHDOG:
         _WATCHDOG.append(parent)
+        tune_allocator()
 
         def watch():
             while os.getppid() == parent:
@@ -119,17 +147,23 @@ def orphan_guarded(func, parent: int, *args):
 
 
 def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
-               scheduler: str | None, see: Path, desc: str, progress: bool):
+               scheduler: str | None, see: Path, desc: str, progress: bool,
+               librosa: bool = True, batch: int | None = None):
     """Yield ``func(*task)`` for every task, in parallel (local processes or the Dask cluster
-    at ``scheduler``), in the order they finish, with a progress bar."""
+    at ``scheduler``), in the order they finish, with a progress bar.
+
+    ``librosa``: whether the tasks use librosa (then numba's cache is made complete before any
+    worker starts). ``batch``: tasks per dispatch to a local worker (default 8).
+    """
     import joblib
     from tqdm import tqdm
     if not tasks:
         return
     n_jobs = jobs if jobs != 0 else 1
-    # numba's cache complete before any worker starts (each worker checks again: Dask's
-    # workers may run on other machines); see ser/numba_cache.py
-    numba_cache.ensure_ready()
+    if librosa:
+        # numba's cache complete before any worker starts (each worker checks again: Dask's
+        # workers may run on other machines); see ser/numba_cache.py
+        numba_cache.ensure_ready()
     ctx = (joblib.parallel_config(backend=backend) if backend is not None
            else contextlib.nullcontext())
     if scheduler:   # the worker function goes by reference to its module in the package
@@ -138,9 +172,9 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
         func = partial(orphan_guarded, func, os.getpid())
     with ctx:
         # on a cluster, joblib's dask backend sizes the tasks to 0.2-1 s of work
-        batch = "auto" if scheduler else 8 if n_jobs != 1 else 1
+        size = "auto" if scheduler else (batch or 8) if n_jobs != 1 else 1
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",
-                                   batch_size=batch)
+                                   batch_size=size)
         gen = parallel(joblib.delayed(func)(*t) for t in tasks)
         yield from tqdm(gen, total=len(tasks), desc=desc, unit="file", disable=not progress)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 import zlib
@@ -14,7 +15,13 @@ from ser import files as ser_files
 from ser.audio import AudioError, check_signal, load_audio
 from ser.augment import AUGMENT_SPEED, AUGMENT_VERSION, augment
 from ser.cluster import run_tasks
-from ser.corpora import RavdessName, actor_dirs, corpus_of, parse_ravdess_name
+from ser.corpora import (
+    RavdessName,
+    actor_dirs,
+    corpus_of,
+    parse_ravdess_name,
+    read_csv_corpus,
+)
 from ser.features import (
     CACHED_FEATURES,
     FEATURE_DIMS,
@@ -24,8 +31,9 @@ from ser.features import (
     params_hash,
     parts_of,
     set_vector,
+    uses_librosa,
 )
-from ser.files import atomic_path, clean_stale_tmp
+from ser.files import clean_stale_tmp
 from ser.paths import FEATURES_DIR
 from ser.scan import scan_audio_files
 from ser.store import aug_output_path, output_bytes, output_path, write_all
@@ -93,8 +101,10 @@ def _cache_lookup(path: Path, dim: int, bad: list[str]) -> np.ndarray | None:
     return None
 
 
-def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tuple:
-    """Worker: load one file, compute the missing base sets, cache them.
+def _process(path: str, rel: str, todo: list[str], cache_dir: str | None,
+             key: str | None = None) -> tuple:
+    """Worker: load one file, compute the missing base sets, cache them (``key``: the file's
+    cache key, as the parent computed it for the look-up; computed here when not given).
 
     Returns ``(rel, {set: vector}, None)`` or ``(rel, None, error message)``.
     """
@@ -107,18 +117,57 @@ def _process(path: str, rel: str, todo: list[str], cache_dir: str | None) -> tup
     except Exception as e:   # a worker must never take the run down
         return rel, None, f"{path}: {type(e).__name__}: {e}"
     if cache_dir is not None:
-        key = _file_key(Path(path), rel)
+        key = key or _file_key(Path(path), rel)
         for base, v in vecs.items():
             _cache_write(_cache_file(Path(cache_dir), base, key), v)
     return rel, vecs, None
 
 
+_MADE_DIRS: set[str] = set()        # cache folders this process has made (or found)
+_TMP_SEQ = itertools.count()
+
+
 def _cache_write(dest: Path, v: np.ndarray) -> None:
     """One cached vector with its checksum, written atomically (a killed worker leaves no
-    half file)."""
+    half file, only a temporary one that :func:`ser.files.clean_stale_tmp` removes: the same
+    naming as :func:`ser.files.atomic_path`, ``.<name>.<pid>.<8 chars>.tmp<suffix>``).
+
+    A few system calls per entry (create, write, close, rename): the folder is made once per
+    process, and the file is created with mode 0666 minus the umask directly.
+    """
     data = np.ascontiguousarray(v, dtype="<f4").tobytes()
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data + zlib.crc32(data).to_bytes(4, "little"))
+    data += zlib.crc32(data).to_bytes(4, "little")
+    parent, name = os.path.split(os.fspath(dest))
+    if parent not in _MADE_DIRS:
+        os.makedirs(parent, exist_ok=True)
+        _MADE_DIRS.add(parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(parent, f".{name}.{os.getpid()}.{next(_TMP_SEQ) % 16 ** 8:08x}"
+                                   f".tmp{CACHE_SUFFIX}")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:      # left by a dead process of the same pid: another name
+            continue
+        except FileNotFoundError:    # the folder went away (a cache cleared meanwhile)
+            _MADE_DIRS.discard(parent)
+            os.makedirs(parent, exist_ok=True)
+            _MADE_DIRS.add(parent)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _aug_cache_file(cache_dir: Path, base: str, key: str, copy: int) -> Path:
@@ -156,6 +205,14 @@ def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
         for (copy, base), v in out.items():
             _cache_write(_aug_cache_file(Path(cache_dir), base, key, copy), v)
     return rel, out, errors
+
+
+def _batch_size(n_tasks: int, jobs: int) -> int:
+    """Files per dispatch to a local worker: large enough that the round trips are a small
+    part of the work (one file is 2-5 ms), small enough that every worker gets its share of
+    the end of the run (about 16 batches per worker)."""
+    workers = (os.cpu_count() or 1) if jobs < 0 else max(jobs, 1)
+    return int(min(64, max(8, n_tasks // (16 * workers))))
 
 
 def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, RavdessName]], list[str]]:
@@ -219,8 +276,13 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             feature_sets: list[str] = ("mfcc",), jobs: int = -1, use_cache: bool = True,
             progress: bool = True, out_dir: str | os.PathLike | None = None,
             backend: str | None = None, scheduler: str | None = None,
-            augment: int = 0) -> dict:
+            augment: int = 0, csv: str | os.PathLike | None = None) -> dict:
     """Extract ``feature_sets`` for every file and write the ``.joblib`` outputs.
+
+    The files are those of the ``Actor_XX`` folders under ``features_dir``, or with ``csv``
+    those a CSV corpus lists (:func:`ser.corpora.read_csv_corpus`: its rows' speakers become
+    actors 1000+, the ``speaker`` column of ``meta`` keeps their names; the per-file cache is
+    then under ``out_dir``).
 
     With ``augment`` = N > 0, also N augmented copies of every file (:func:`augment`) go to
     ``features_<set>_aug.joblib``: ``X`` of shape (N, n_files, dim), row-aligned with
@@ -246,15 +308,26 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
         feature_params(f)  # raises on an unknown set before any work
     if augment < 0:
         raise ValueError(f"augment: the number of augmented copies must be >= 0, got {augment}")
-    if not features_dir.is_dir():
-        raise FileNotFoundError(f"{features_dir}: features folder not found "
-                                f"(run download_data.py and tess_pipeline.py first)")
-    files, skipped = collect_files(features_dir)
-    if not files:
-        raise ValueError(f"{features_dir}: no audio files with RAVDESS-style names under "
-                         f"Actor_XX/ folders")
+    speaker: dict[str, str] = {}
+    if csv is not None:
+        csv = Path(csv).absolute() if scheduler else Path(csv)
+        listed, skipped = read_csv_corpus(csv)
+        files = [(r.path, r.rel, r.name) for r in listed]
+        speaker = {r.rel: r.speaker for r in listed}
+        if not files:
+            raise ValueError(f"{csv}: no usable rows ({len(skipped)} left out)")
+        features_dir = csv.parent               # what Dask workers must see
+        cache_dir = out_dir / CACHE_DIRNAME if use_cache else None
+    else:
+        if not features_dir.is_dir():
+            raise FileNotFoundError(f"{features_dir}: features folder not found "
+                                    f"(run download_data.py and tess_pipeline.py first)")
+        files, skipped = collect_files(features_dir)
+        if not files:
+            raise ValueError(f"{features_dir}: no audio files with RAVDESS-style names under "
+                             f"Actor_XX/ folders")
+        cache_dir = features_dir / CACHE_DIRNAME if use_cache else None
     bases = base_sets(feature_sets)
-    cache_dir = features_dir / CACHE_DIRNAME if use_cache else None
     # where the work goes is checked before the work: one line, not a traceback at the end
     ser_files.check_writable(out_dir, what="--out folder",
                          need_bytes=output_bytes(len(files), feature_sets, augment))
@@ -266,12 +339,19 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
 
     results: dict[str, dict[str, np.ndarray]] = {}
     tasks = []
+    # a set whose cache folder does not exist has nothing cached: no look-up per file
+    present = ({b for b in bases if _cache_file(cache_dir, b, "00").parent.parent.is_dir()}
+               if cache_dir is not None else set())
     for path, rel, _ in files:
-        have, todo = {}, []
-        if cache_dir is not None:
-            key = _file_key(path, rel)
+        have, todo, key = {}, [], None
+        try:
+            key = _file_key(path, rel) if cache_dir is not None else None
+        except OSError:          # not there (a CSV's row): the worker names the problem
+            key = None
+        if key is not None:
             for b in bases:
-                v = _cache_lookup(_cache_file(cache_dir, b, key), FEATURE_DIMS[b], bad)
+                v = (_cache_lookup(_cache_file(cache_dir, b, key), FEATURE_DIMS[b], bad)
+                     if b in present else None)
                 if v is None:
                     todo.append(b)
                 else:
@@ -280,12 +360,14 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             todo = list(bases)
         results[rel] = have
         if todo:
-            tasks.append((str(path), rel, todo, str(cache_dir) if cache_dir else None))
+            tasks.append((str(path), rel, todo, str(cache_dir) if key else None, key))
 
     errors: dict[str, str] = {}
     for rel, vecs, err in run_tasks(_process, tasks, jobs=jobs, backend=backend,
                                      scheduler=scheduler, see=features_dir,
-                                     desc="features", progress=progress):
+                                     desc="features", progress=progress,
+                                     librosa=any(uses_librosa(b) for b in bases),
+                                     batch=_batch_size(len(tasks), jobs)):
         if err:
             errors[rel] = err
         else:
@@ -311,7 +393,9 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
                                                    dtype=np.int64),
                          "intensity": np.array([n.intensity for _, _, n in rows], np.int64),
                          "statement": np.array([n.statement for _, _, n in rows], np.int64),
-                         "repetition": np.array([n.repetition for _, _, n in rows], np.int64)},
+                         "repetition": np.array([n.repetition for _, _, n in rows], np.int64),
+                         "speaker": np.array([speaker.get(rel, f"{n.actor:02d}")
+                                              for _, rel, n in rows])},
                 "feature": f, "params": feature_params(f)}
         pending.append((data, output_path(out_dir, f)))
     if augment > 0 and rows:

@@ -150,7 +150,7 @@ def test_feature_table_and_params():
     # combined: exactly what it was before the table (sidecars and caches keep matching)
     assert ser.features.FEATURE_DIMS["combined"] == 59
     assert ser.features.feature_params("combined") == {
-        "feature": "combined", "dim": 59, "version": 1, "sample_rate": 22050, "n_fft": 2048,
+        "feature": "combined", "dim": 59, "version": 2, "sample_rate": 22050, "n_fft": 2048,
         "hop_length": 512, "n_mfcc": 40, "n_chroma": 12, "n_contrast_bands": 6,
         "resampler": "soxr_hq", "pooling": "mean"}
     assert list(ser.features.feature_params("combined")) == ["feature", "dim", "version", "sample_rate",
