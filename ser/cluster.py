@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -170,7 +171,11 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
         n_jobs, ctx = -1, dask_backend(scheduler, see=see)
     elif n_jobs != 1:   # local workers end with this process, even after a kill -9
         func = partial(orphan_guarded, func, os.getpid())
-    with ctx:
+    with ctx, warnings.catch_warnings():
+        # loky replaces a worker that its memory watch or idle timeout ended and says so on
+        # stderr; the tasks are re-run and nothing is lost: not the user's business
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs",
+                                category=UserWarning)
         # on a cluster, joblib's dask backend sizes the tasks to 0.2-1 s of work
         size = "auto" if scheduler else (batch or 8) if n_jobs != 1 else 1
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from ser.files import atomic_path
 
 SUFFIX = ".tflite"
 FORMAT = "tflite"
@@ -130,24 +131,8 @@ def converter_versions() -> dict:
 
 def _write_atomic(dest: Path, blob: bytes) -> None:
     """Write ``blob`` to a temporary file beside ``dest``, then rename it onto ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; an ordinary file
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(blob)
 
 
 def export_tflite(keras_model, dest_path: str | os.PathLike, *,

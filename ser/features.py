@@ -451,9 +451,16 @@ def _pooled_stats(u: Utterance) -> np.ndarray:
     (FEATURE_DIMS["stats"],): MFCC, deltas and delta-deltas, chroma (with the clip's own tuning
     estimated, librosa's default: measured +0.04 restricted UAR across corpora over a fixed
     A440 grid), spectral contrast, RMS, ZCR, centroid, bandwidth, roll-off, flatness."""
-    y, sr, S, power, m = u.y, u.sr, u.magnitude, u.power, u.mfcc
-    d1 = delta(m, width=9)
-    d2 = delta(m, width=9, order=2)
+    m = u.mfcc
+    return pool_frames([m, delta(m, width=9), delta(m, width=9, order=2), u.chroma,
+                        u.contrast, *spectral_descriptors(u.y, u.magnitude, u.power, u.sr)])
+
+
+def spectral_descriptors(y: np.ndarray, S: np.ndarray, power: np.ndarray, sr: int
+                         ) -> list[np.ndarray]:
+    """Frame descriptors from the magnitude ``S`` and ``power`` spectrograms (shape
+    (1 + N_FFT // 2, frames)) and the signal: RMS, ZCR, log centroid, log bandwidth, log
+    roll-off, log flatness, each of shape (1, frames)."""
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr)[:, None]
     mag_sum = np.maximum(S.sum(axis=0, keepdims=True), 1e-10)
     centroid = (freqs * S).sum(axis=0, keepdims=True) / mag_sum
@@ -466,10 +473,15 @@ def _pooled_stats(u: Utterance) -> np.ndarray:
     padded = np.pad(y, N_FFT // 2, mode="edge")
     frames = frame(padded, N_FFT, HOP_LENGTH)
     zcr = np.mean(np.signbit(frames[1:]) != np.signbit(frames[:-1]), axis=0, keepdims=True)
-    n = min(S.shape[1], zcr.shape[1])
-    frames = np.vstack([f[:, :n] for f in (
-        m, d1, d2, u.chroma, u.contrast, rms, zcr, np.log1p(centroid),
-        np.log1p(bandwidth), np.log1p(rolloff), np.log10(flatness + 1e-10))])
+    return [rms, zcr, np.log1p(centroid), np.log1p(bandwidth), np.log1p(rolloff),
+            np.log10(flatness + 1e-10)]
+
+
+def pool_frames(parts: list[np.ndarray]) -> np.ndarray:
+    """Frame features (each (rows, frames), cut to the shortest) pooled over time by
+    :data:`STATS`: shape (sum of rows * 7,), float32."""
+    n = min(f.shape[1] for f in parts)
+    frames = np.vstack([f[:, :n] for f in parts])
     p10, p50, p90 = np.percentile(frames, [10, 50, 90], axis=1)
     return np.concatenate([frames.mean(axis=1), frames.std(axis=1), frames.min(axis=1),
                            frames.max(axis=1), p10, p50, p90]).astype(np.float32)

@@ -183,26 +183,28 @@ def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: s
 def read_predictions(path: str | os.PathLike) -> list[dict]:
     """The rows of a ``predictions.csv`` or ``.jsonl`` file, as :func:`write_predictions`
     was given them (CSV numbers back as floats)."""
+    rows, labels = _read_rows(path, "read_predictions", first_label=3)
+    if labels is None:
+        return rows
+    return [{"file": d["file"], "error": d["error"]} if d["error"] else
+            {"file": d["file"], "emotion": d["emotion"], "confidence": float(d["confidence"]),
+             "probabilities": {k: float(d[k]) for k in labels if d[k] != ""}} for d in rows]
+
+
+def _read_rows(path: str | os.PathLike, who: str, *, first_label: int
+               ) -> tuple[list[dict], list[str] | None]:
+    """A results file's rows: from JSON lines the objects (and ``None``), from a CSV the rows
+    as column -> text (and the emotion columns, ``first_label`` to the last but one)."""
     path = Path(path)
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+                if line.strip()], None
     if path.suffix != ".csv":
-        raise ValueError(f"{path}: read_predictions reads .csv or .jsonl files")
+        raise ValueError(f"{path}: {who} reads .csv or .jsonl files")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         head = next(reader)
-        labels = head[3:-1]
-        out = []
-        for row in reader:
-            d = dict(zip(head, row))
-            if d["error"]:
-                out.append({"file": d["file"], "error": d["error"]})
-            else:
-                out.append({"file": d["file"], "emotion": d["emotion"],
-                            "confidence": float(d["confidence"]),
-                            "probabilities": {k: float(d[k]) for k in labels if d[k] != ""}})
-    return out
+        return [dict(zip(head, row)) for row in reader], head[first_label:-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,25 +282,13 @@ def read_timeline(path: str | os.PathLike) -> list[dict]:
     """The segments of a ``timeline_<stem>.csv`` or ``.jsonl`` file, as mappings with the
     keys of :meth:`ser.timeline.Segment.as_dict` (``file`` too, from JSON lines); what
     :func:`ser.timeline.plot_timeline` and :func:`write_timeline` accept again."""
-    path = Path(path)
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
-    if path.suffix != ".csv":
-        raise ValueError(f"{path}: read_timeline reads .csv or .jsonl files")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        head = next(reader)
-        labels = head[4:-1]
-        out = []
-        for row in reader:
-            d = dict(zip(head, row))
-            out.append({"start": float(d["start"]), "end": float(d["end"]),
-                        "emotion": d["emotion"] or None,
-                        "confidence": _number(d["confidence"]),
-                        "probabilities": {k: float(d[k]) for k in labels if d[k] != ""},
-                        "error": d["error"] or None})
-    return out
+    rows, labels = _read_rows(path, "read_timeline", first_label=4)
+    if labels is None:
+        return rows
+    return [{"start": float(d["start"]), "end": float(d["end"]),
+             "emotion": d["emotion"] or None, "confidence": _number(d["confidence"]),
+             "probabilities": {k: float(d[k]) for k in labels if d[k] != ""},
+             "error": d["error"] or None} for d in rows]
 
 
 def _tl_write(writer, *args, **kw) -> None:

@@ -65,26 +65,10 @@ def ref_pooled_stats(y, sr):
     d1 = librosa.feature.delta(mfcc, width=9, mode="nearest")
     d2 = librosa.feature.delta(mfcc, width=9, order=2, mode="nearest")
     chroma = librosa.feature.chroma_stft(S=S, sr=sr, n_chroma=features.N_CHROMA)
-    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr)[:, None]
-    mag_sum = np.maximum(S.sum(axis=0, keepdims=True), 1e-10)
-    centroid = (freqs * S).sum(axis=0, keepdims=True) / mag_sum
-    bandwidth = np.sqrt((S / mag_sum * (freqs - centroid) ** 2).sum(axis=0, keepdims=True))
-    cum = np.cumsum(power, axis=0)
-    rolloff = freqs[np.argmax(cum >= 0.85 * cum[-1:], axis=0), 0][None, :]
-    rms = np.sqrt(power.mean(axis=0, keepdims=True) * 2 / N_FFT)
-    flatness = np.exp(np.log(power + 1e-10).mean(axis=0, keepdims=True)) / \
-        (power.mean(axis=0, keepdims=True) + 1e-10)
-    padded = np.pad(y, N_FFT // 2, mode="edge")
-    frames = librosa.util.frame(padded, frame_length=N_FFT, hop_length=HOP)
-    zcr = np.mean(np.signbit(frames[1:]) != np.signbit(frames[:-1]), axis=0, keepdims=True)
-    n = min(S.shape[1], zcr.shape[1])
     contrast = librosa.feature.spectral_contrast(S=S, sr=sr, n_bands=features.N_CONTRAST_BANDS)
-    frames = np.vstack([f[:, :n] for f in (
-        mfcc, d1, d2, chroma, contrast, rms, zcr, np.log1p(centroid),
-        np.log1p(bandwidth), np.log1p(rolloff), np.log10(flatness + 1e-10))])
-    p10, p50, p90 = np.percentile(frames, [10, 50, 90], axis=1)
-    return np.concatenate([frames.mean(axis=1), frames.std(axis=1), frames.min(axis=1),
-                           frames.max(axis=1), p10, p50, p90]).astype(np.float32)
+    # the descriptors and the pooling were numpy in the librosa version too: shared
+    return features.pool_frames([mfcc, d1, d2, chroma, contrast,
+                                 *features.spectral_descriptors(y, S, power, sr)])
 
 
 def ref_extract(y, sr=audio.SAMPLE_RATE, sets=NUMPY_SETS):
