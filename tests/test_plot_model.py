@@ -89,3 +89,35 @@ def test_shipped_model(tmp_path):
     out = tmp_path / "model.png"
     assert plot_model.main(["--out", str(out)]) == 0
     _check_diagram(out)
+
+
+def test_a_missing_model_is_refused_before_tensorflow(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    code = ("import sys, plot_model\n"
+            f"rc = plot_model.main(['--model', {str(tmp_path / 'none.h5')!r}, '--out', "
+            f"{str(tmp_path / 'm.png')!r}])\n"
+            "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.stdout.split() == ["2", "False", "False"], r.stderr
+
+
+@needs_dot
+def test_an_ensemble_shows_its_members_layers(tmp_path):
+    """An ensemble's diagram draws each member's layers, not one opaque box per member."""
+    import ser.checkpoint
+    import ser.models
+    members = [ser.models.build_model("mlp", (40, 1)) for _ in range(2)]
+    ens = ser.models.ensemble_of(members, (40, 1))
+    path = tmp_path / "ens.h5"
+    ser.checkpoint.save_model(ens, path, ser.checkpoint.make_sidecar(
+        model="mlp", feature="mfcc", input_shape=[40, 1], normalization=None,
+        adaptation="none", trained_on={}, training={}, protocol="test", metrics={}),
+        export=False)
+    svg = tmp_path / "ens.svg"
+    assert plot_model.main(["--model", str(path), "--out", str(svg)]) == 0
+    text = svg.read_text()
+    assert "member1" in text and "member2" in text
+    assert text.count("Dense") >= 6                  # 3 per member (0 when drawn as boxes)
