@@ -54,7 +54,7 @@ plot: setup
 
 # a demo: the recommended model on one clip (strong intensity where there is one) of each of
 # four emotions (the third field of a RAVDESS name: 01 neutral, 03 happy, 04 sad, 05 angry)
-DEMO := $(foreach e,01 03 04 05,$(firstword $(wildcard features/Actor_01/03-01-$(e)-02-01-01-01.*) \
+DEMO = $(foreach e,01 03 04 05,$(firstword $(wildcard features/Actor_01/03-01-$(e)-02-01-01-01.*) \
           $(wildcard features/Actor_01/03-01-$(e)-01-01-01-01.*)))
 predict: setup
 	@echo "true labels: neutral, happy, sad, angry"
