@@ -140,7 +140,9 @@ class Capture:
     def __exit__(self, *exc) -> None:
         if self._stream is not None:
             try:
-                self._stream.stop()
+                # abort, not stop: an input stream has nothing worth draining, and stop()
+                # waits on the sound server (a loaded one kept a Ctrl-C'd stream open)
+                self._stream.abort()
                 self._stream.close()
             except Exception:
                 pass
