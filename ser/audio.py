@@ -176,6 +176,23 @@ def resample(y: np.ndarray, orig_sr: int, *, sr: int = SAMPLE_RATE) -> np.ndarra
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+class BlockResampler:
+    """Running audio resampled block by block to ``sr`` (soxr's stream, high quality), for
+    files read in blocks and live capture; at equal rates blocks pass unchanged."""
+
+    def __init__(self, orig_sr: int, *, sr: int = SAMPLE_RATE):
+        self._rs = None
+        if orig_sr != sr:
+            import soxr
+            self._rs = soxr.ResampleStream(orig_sr, sr, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, block: np.ndarray, *, last: bool = False) -> np.ndarray:
+        """The next resampled samples; ``last`` flushes what the filter still holds."""
+        if self._rs is None:
+            return block
+        return self._rs.resample_chunk(np.asarray(block, np.float32), last=last)
+
+
 def _check_readable_file(path: Path) -> None:
     """Refuse, naming the real reason, a path that is not a readable, non-empty regular file
     (libsndfile would only say "System error" or "Format not recognised")."""

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ser.audio import SAMPLE_RATE, AudioError, speech_level_db
+from ser.audio import SAMPLE_RATE, AudioError, BlockResampler, speech_level_db
 from ser.predict import Prediction, Predictor
 
 DEFAULT_SECONDS = 3.0          # --mic recording length
@@ -307,20 +307,6 @@ class LevelGate:
         return self.predictor.predict_signal(y, sr, name=name, adapt=adapt)
 
 
-class _StreamResampler:
-    """Block-wise resampling for a device that cannot capture at SAMPLE_RATE."""
-
-    def __init__(self, rate: int):
-        self.rate = rate
-        self._rs = None
-        if rate != SAMPLE_RATE:
-            import soxr
-            self._rs = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        return block if self._rs is None else self._rs.resample_chunk(block)
-
-
 def run_stream(predictor: Predictor, emit: Callable[[StreamResult], None], *,
                device: str | int | None = None, window: float = DEFAULT_WINDOW,
                hop: float = DEFAULT_HOP, gate_db: float | None = DEFAULT_GATE_DB,
@@ -340,7 +326,7 @@ def run_stream(predictor: Predictor, emit: Callable[[StreamResult], None], *,
                            detector=detector)
     with Capture(device) as cap:
         cap.warm_up()
-        resample_block = _StreamResampler(cap.rate)
+        resample_block = BlockResampler(cap.rate)
         if on_start:
             on_start(cap.info)
         limit = None if duration is None else int(round(duration * SAMPLE_RATE))

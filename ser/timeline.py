@@ -35,6 +35,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from ser import files, vad
+from ser.audio import BlockResampler
 from ser.files import atomic_path
 
 ANALYSIS_RATE = 22050            # the models' rate (the project's SAMPLE_RATE)
@@ -184,12 +185,6 @@ def _check_source_path(path) -> Path:
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
-def _resampler(orig_sr: int, sr: int):
-    if orig_sr == sr:
-        return None
-    import soxr
-    return soxr.ResampleStream(orig_sr, sr, 1, dtype="float32", quality="HQ")
-
 
 def read_blocks(path: str | os.PathLike, *, block_seconds: float = DEFAULT_BLOCK_SECONDS,
                 sr: int = ANALYSIS_RATE) -> Iterator[np.ndarray]:
@@ -234,7 +229,7 @@ def read_blocks(path: str | os.PathLike, *, block_seconds: float = DEFAULT_BLOCK
             vad.check_rate(file_sr, name="the file's sample rate")
         except ValueError as e:
             raise TimelineError(f"{p}: {e}") from None
-        rs = _resampler(file_sr, sr)
+        rs = BlockResampler(file_sr, sr=sr)
         frames = max(1, int(round(block_seconds * file_sr)))
         done = 0
         while True:
@@ -252,10 +247,9 @@ def read_blocks(path: str | os.PathLike, *, block_seconds: float = DEFAULT_BLOCK
                     raise TimelineError(f"{p}: NaN or infinite samples at {bad / file_sr:.2f} s")
                 done += data.shape[0]
                 y = np.ascontiguousarray(y, dtype=np.float32)
-                out = y if rs is None else rs.resample_chunk(y, last=last)
+                out = rs(y, last=last)
             else:                         # the file ended on a block boundary
-                out = (np.zeros(0, np.float32) if rs is None
-                       else rs.resample_chunk(np.zeros(0, np.float32), last=True))
+                out = rs(np.zeros(0, np.float32), last=True)
             if out.size:
                 yield out
             if last:
@@ -269,12 +263,12 @@ def read_blocks(path: str | os.PathLike, *, block_seconds: float = DEFAULT_BLOCK
 def _array_blocks(y: np.ndarray, input_sr: int, *, block_seconds: float,
                   sr: int) -> Iterator[np.ndarray]:
     """An in-memory signal as :func:`read_blocks` would deliver it."""
-    rs = _resampler(input_sr, sr)
+    rs = BlockResampler(input_sr, sr=sr)
     n = max(1, int(round(block_seconds * input_sr)))
     for i in range(0, y.shape[0], n):
         x = y[i:i + n]
         last = i + n >= y.shape[0]
-        out = x if rs is None else rs.resample_chunk(x, last=last)
+        out = rs(x, last=last)
         if out.size:
             yield out
 
@@ -282,16 +276,15 @@ def _array_blocks(y: np.ndarray, input_sr: int, *, block_seconds: float,
 def _stream_blocks(blocks: Iterator[np.ndarray], input_sr: int, *, sr: int,
                    name: str) -> Iterator[np.ndarray]:
     """Blocks from a live source (a microphone), checked and resampled as they come."""
-    rs = _resampler(input_sr, sr)
+    rs = BlockResampler(input_sr, sr=sr)
     for i, x in enumerate(blocks):
         x = vad.check_mono(x, name=f"{name}: block {i}")
-        out = x if rs is None else rs.resample_chunk(x)
+        out = rs(x)
         if out.size:
             yield out
-    if rs is not None:
-        tail = rs.resample_chunk(np.zeros(0, np.float32), last=True)
-        if tail.size:
-            yield tail
+    tail = rs(np.zeros(0, np.float32), last=True)
+    if tail.size:
+        yield tail
 
 
 # --------------------------------------------------------------------------------------------
