@@ -490,10 +490,16 @@ class _Lines:
             self.lines.append(line)
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as at a terminal: a test run in the background (``cmd &`` in a script, nohup)
+    inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str], stdout: Path) -> tuple[subprocess.Popen, _Lines]:
     with open(stdout, "w") as out:
         p = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=out,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     return p, _Lines(p.stderr)
 
 
