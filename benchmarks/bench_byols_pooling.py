@@ -106,7 +106,6 @@ def main(argv=None) -> int:
                          "(256-128 is neural_network.py's mlp; the dropouts are its own)")
     args = ap.parse_args(argv)
     ser.console.quiet_tensorflow()
-    import ser.training
     stats = ser.protocols.load_dataset("stats", "speech+song+tess", features_dir=args.features_dir)
     S = summaries(stats.meta["path"], args.features_dir, args.jobs)
     seeds = [int(x) for x in args.seeds.split(",")]

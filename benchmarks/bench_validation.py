@@ -35,7 +35,6 @@ def main(argv=None) -> int:
     ap.add_argument("--features-dir", type=Path, default=ser.paths.FEATURES_DIR)
     args = ap.parse_args(argv)
     ser.console.quiet_tensorflow()
-    import ser.training
     copies = [int(a) for a in args.augment.split(",")]
     members = [int(e) for e in args.ensemble.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
