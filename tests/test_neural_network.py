@@ -128,6 +128,31 @@ def test_reports_results_and_replacement(feats, tmp_path):
     assert "original (test-set-as-validation)" in (media / "results.md").read_text()
 
 
+def test_trainings_side_by_side_equal_one_after_the_other(feats, tmp_path):
+    """--jobs 2 (the default: folds x models in two local processes) gives the records (but
+    the timing), reports and plots of --jobs 1, and the model the comparison keeps."""
+    timing = ("train_seconds", "seconds_per_epoch")
+    media = {j: tmp_path / f"media_{j}" for j in (1, 2)}
+    for j, m in media.items():
+        assert neural_network.main(["--model", "all", "--protocol", "speaker", "--folds", "2",
+                                    "--features-dir", str(feats), "--media-dir", str(m),
+                                    "--epochs", "3", "--quiet", "--no-save",
+                                    "--jobs", str(j)]) == 0
+    r1, r2 = (json.loads((m / "results.json").read_text()) for m in media.values())
+    assert [r["model"] for r in r1] == list(ser.models.ORIGINAL_MODELS) == \
+        [r["model"] for r in r2]
+    for a, b in zip(r1, r2):
+        assert {k: v for k, v in a.items() if k not in timing} == \
+            {k: v for k, v in b.items() if k not in timing}
+    files = sorted(p.name for p in media[1].iterdir())
+    assert files == sorted(p.name for p in media[2].iterdir())
+    for name in files:
+        if name not in ("results.json", "results.md"):
+            assert (media[1] / name).read_bytes() == (media[2] / name).read_bytes(), name
+    assert neural_network.main(["--model", "mlp", "--jobs", "0", "--features-dir", str(feats),
+                                "--media-dir", str(tmp_path / "m0"), "--no-save"]) == 1
+
+
 def test_seeded_runs_repeat(feats, tmp_path):
     ds = ser.protocols.load_dataset("mfcc", "song+tess", features_dir=feats)
     (f,) = ser.protocols.split_random(ds, 3)
