@@ -143,7 +143,13 @@ def mel_basis(sr: int, n_fft: int = N_FFT, n_mels: int = 128) -> np.ndarray:
 
 
 def log_mel(power: np.ndarray, sr: int) -> np.ndarray:
-    """= power_to_db(librosa.feature.melspectrogram(S=power, sr=sr)), the filterbank cached."""
+    """= power_to_db(librosa.feature.melspectrogram(S=power, sr=sr)), the filterbank cached.
+
+    librosa's ``einsum("...ft,mf->...mt", power, mel, optimize=True)`` is, for a 2-d
+    ``power``, numpy's ``matmul(mel, power)`` on the same arrays (its batch-matmul path, no
+    reshape or copy): called directly here, the same product without einsum's parsing."""
+    if power.ndim == 2:
+        return power_to_db(np.matmul(mel_basis(sr), power))
     return power_to_db(np.einsum("...ft,mf->...mt", power, mel_basis(sr), optimize=True))
 
 
