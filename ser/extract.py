@@ -339,6 +339,7 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
 
     results: dict[str, dict[str, np.ndarray]] = {}
     tasks = []
+    keys: dict[str, str] = {}            # rel -> cache key, for the files to compute
     # a set whose cache folder does not exist has nothing cached: no look-up per file
     present = ({b for b in bases if _cache_file(cache_dir, b, "00").parent.parent.is_dir()}
                if cache_dir is not None else set())
@@ -360,8 +361,14 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             todo = list(bases)
         results[rel] = have
         if todo:
-            tasks.append((str(path), rel, todo, str(cache_dir) if key else None, key))
+            tasks.append((str(path), rel, todo, None, None))
+            if key:
+                keys[rel] = key
 
+    # the cache entries are written here, as the results come in, not by the workers: a file's
+    # creation can wait on the file system's journal (measured: 0.07 ms alone, up to 0.85 ms
+    # per file in a worker under load), and a worker that waits leaves its core idle while
+    # this process mostly waits for results anyway
     errors: dict[str, str] = {}
     for rel, vecs, err in run_tasks(_process, tasks, jobs=jobs, backend=backend,
                                      scheduler=scheduler, see=features_dir,
@@ -372,6 +379,9 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             errors[rel] = err
         else:
             results[rel].update(vecs)
+            if rel in keys:
+                for base, v in vecs.items():
+                    _cache_write(_cache_file(cache_dir, base, keys[rel]), v)
     skipped += [errors[rel] for _, rel, _ in files if rel in errors]
 
     rows = [(p, rel, name) for p, rel, name in files if rel not in errors]

@@ -263,3 +263,95 @@ def test_prediction_path_imports_no_librosa_scipy_numba():
                        capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1]) == []
+
+
+# --------------------------------------------------------------------------------------------
+# The 16-bit PCM WAV fast path of load_audio (issue 20): the same samples and the same errors
+# as libsndfile's float read, which every other file still takes
+# --------------------------------------------------------------------------------------------
+def _load_both(path, monkeypatch, **kw):
+    """load_audio's result (array or (exception type, message)) with and without the fast
+    path, and whether the fast path took the file."""
+    def run():
+        try:
+            return audio.load_audio(path, **kw)
+        except audio.AudioError as e:
+            return type(e), str(e)
+    fast = run()
+    took = audio._read_pcm16_wav(Path(path), None) is not None
+    with monkeypatch.context() as m:
+        m.setattr(audio, "_read_pcm16_wav", lambda p, s: None)
+        slow = run()
+    return fast, slow, took
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    return a == b
+
+
+def _wav_variants(tmp: Path, y: np.ndarray, sr: int) -> dict[str, bool]:
+    """WAV files made from the int16 samples ``y``, each with whether the fast path should
+    take it."""
+    import struct
+
+    import soundfile as sf
+    made = {}
+
+    def write(name, data, rate=sr, **kw):
+        sf.write(str(tmp / name), data, rate, **kw)
+    write("mono.wav", y, subtype="PCM_16"); made["mono.wav"] = True
+    write("stereo.wav", np.stack([y, np.roll(y, 5) // 2], 1), subtype="PCM_16")
+    made["stereo.wav"] = True
+    write("three.wav", np.stack([y, y // 3, -y], 1), subtype="PCM_16"); made["three.wav"] = True
+    write("r22050.wav", y, rate=22050, subtype="PCM_16"); made["r22050.wav"] = True
+    write("wavex.wav", y, subtype="PCM_16", format="WAVEX"); made["wavex.wav"] = False
+    write("pcm24.wav", y.astype(np.int32) << 8, subtype="PCM_24"); made["pcm24.wav"] = False
+    write("float.wav", y / 32768.0, subtype="FLOAT"); made["float.wav"] = False
+    raw = (tmp / "mono.wav").read_bytes()
+    fmt, data = raw[12:36], raw[36:]
+
+    def riff(body):
+        return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+    extra = {"fllr.wav": (fmt + b"FLLR" + struct.pack("<I", 200) + bytes(200) + data, True),
+             "list.wav": (fmt + b"LIST" + struct.pack("<I", 4) + b"INFO" + data, True),
+             "oddchunk.wav": (fmt + b"junk" + struct.pack("<I", 3) + b"abc\0" + data, False)}
+    for name, (body, fast) in extra.items():
+        (tmp / name).write_bytes(riff(body)); made[name] = fast
+    (tmp / "cut.wav").write_bytes(raw[:len(raw) // 2]); made["cut.wav"] = False
+    (tmp / "cut_odd.wav").write_bytes(raw[:len(raw) // 2 + 1]); made["cut_odd.wav"] = False
+    small = bytearray(raw); small[4:8] = struct.pack("<I", 1000)
+    (tmp / "riff_small.wav").write_bytes(bytes(small)); made["riff_small.wav"] = False
+    partial = bytearray(raw[:44]); partial[40:44] = struct.pack("<I", 101)
+    (tmp / "partial_frame.wav").write_bytes(bytes(partial) + raw[44:145] + b"\0")
+    made["partial_frame.wav"] = False
+    empty = bytearray(raw[:44]); empty[40:44] = struct.pack("<I", 0); empty[4:8] = b"\x24\0\0\0"
+    (tmp / "empty.wav").write_bytes(bytes(empty)); made["empty.wav"] = False
+    write("short.wav", y[:500], subtype="PCM_16"); made["short.wav"] = True
+    return made
+
+
+def test_pcm16_fast_path_same_samples_and_errors(tmp_path, monkeypatch):
+    rng = np.random.default_rng(7)
+    t = np.arange(int(1.3 * 48000)) / 48000
+    y = np.clip(np.round(9000 * np.sin(2 * np.pi * 220 * t) + rng.normal(0, 800, t.size)),
+                -32768, 32767).astype(np.int16)
+    y[:4] = (-32768, 32767, 0, -1)
+    for name, fast in _wav_variants(tmp_path, y, 48000).items():
+        for kw in ({}, {"max_seconds": 1.0}, {"max_seconds": 5.0}, {"sr": 16000}):
+            got, want, took = _load_both(tmp_path / name, monkeypatch, **kw)
+            assert took == fast, name
+            assert _same(got, want), (name, kw, got, want)
+
+
+def test_pcm16_fast_path_real_wavs(real_files, monkeypatch):
+    """The originals (48 kHz mono and stereo RAVDESS WAVs with FLLR/LIST/bext chunks, TESS
+    WAVs, AIFF data named .wav) read the same with and without the fast path."""
+    wavs = [p for p in real_files if p.suffix == ".wav"]
+    taken = 0
+    for p in wavs:
+        got, want, took = _load_both(p, monkeypatch)
+        taken += took
+        assert _same(got, want), p
+    assert taken >= len(wavs) - 2     # all but the two AIFF files
