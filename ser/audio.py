@@ -64,12 +64,13 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE,
     y : np.ndarray, shape (n_samples,), float32
     """
     path = Path(path)
-    _check_readable_file(path)
+    _check_regular_file(path)          # before any open: a FIFO named .wav would block it
     fast = _read_pcm16_wav(path, max_seconds)
     if fast is not None:              # int16 samples: finite, nothing truncated (checked)
         data, file_sr = fast
         y = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
         return _resample(y, file_sr, sr)
+    _check_readable_file(path)
     import soundfile as sf
     try:
         with sf.SoundFile(str(path)) as f:
@@ -124,7 +125,7 @@ def _read_pcm16_wav(path: Path, max_seconds: float | None
     """
     import struct
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:   # a few system calls: read, seek, read
             head = f.read(4096)
             if len(head) < 44 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
                 return None
@@ -158,12 +159,16 @@ def _read_pcm16_wav(path: Path, max_seconds: float | None
                 limit = int(max_seconds * rate)
                 if limit < frames:
                     raise AudioTooLong(path, frames / rate, max_seconds)
+            pcm = np.empty(frames * channels, dtype="<i2")
+            view, got = memoryview(pcm).cast("B"), 0
             f.seek(start)
-            pcm = np.fromfile(f, dtype="<i2", count=frames * channels)
+            while got < clen:
+                n = f.readinto(view[got:])
+                if not n:
+                    return None       # shorter than it was a moment ago
+                got += n
     except OSError:
         return None                   # the ordinary read names the problem
-    if pcm.size != frames * channels:
-        return None
     data = pcm.reshape(frames, channels).astype(np.float32)
     data *= _PCM16_SCALE
     return data, rate
@@ -273,6 +278,17 @@ class BlockResampler:
 def _check_readable_file(path: Path) -> None:
     """Refuse, naming the real reason, a path that is not a readable, non-empty regular file
     (libsndfile would only say "System error" or "Format not recognised")."""
+    _check_regular_file(path)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise AudioError(f"{path}: cannot read the file ({os_reason(e)})") from None
+
+
+def _check_regular_file(path: Path) -> None:
+    """:func:`_check_readable_file`'s checks that need no open: the path is a non-empty
+    regular file."""
     import stat
     try:
         st = os.stat(path)
@@ -289,11 +305,6 @@ def _check_readable_file(path: Path) -> None:
         raise AudioError(f"{path}: not a regular file")
     if st.st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise AudioError(f"{path}: cannot read the file ({os_reason(e)})") from None
 
 
 def _wav_missing_bytes(path: Path) -> int:
