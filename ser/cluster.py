@@ -12,8 +12,6 @@ import warnings
 from functools import partial
 from pathlib import Path
 
-from ser import numba_cache
-
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
@@ -163,7 +161,9 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
     n_jobs = jobs if jobs != 0 else 1
     if librosa:
         # numba's cache complete before any worker starts (each worker checks again: Dask's
-        # workers may run on other machines); see ser/numba_cache.py
+        # workers may run on other machines); see ser/numba_cache.py. Imported here only: a
+        # local worker imports this module to start, and numba_cache pulls importlib.metadata
+        from ser import numba_cache
         numba_cache.ensure_ready()
     ctx = (joblib.parallel_config(backend=backend) if backend is not None
            else contextlib.nullcontext())
