@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ser.adaptation  # noqa: E402
 import ser.models  # noqa: E402
+import ser.features  # noqa: E402
 import ser.paths  # noqa: E402
 import ser.protocols  # noqa: E402
 import ser.training  # noqa: E402
@@ -38,10 +39,12 @@ def main(argv=None) -> int:
                     help="augmented copies added to training rows (default 4, as shipped; "
                          "create_features.py --feature stats --augment N makes them)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--feature", default="stats", choices=ser.features.FEATURE_SETS,
+                    help="feature set (default stats; stats_byols for the encoder's model)")
     ap.add_argument("--features-dir", type=Path, default=ser.paths.FEATURES_DIR)
     args = ap.parse_args(argv)
     from sklearn.metrics import balanced_accuracy_score
-    raw = ser.protocols.load_dataset("stats", args.subset, features_dir=args.features_dir,
+    raw = ser.protocols.load_dataset(args.feature, args.subset, features_dir=args.features_dir,
                           augment=args.augment)
     ds = raw.speaker_normalized()
     folds = ser.protocols.split_speaker(ds, args.seed)

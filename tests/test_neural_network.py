@@ -226,3 +226,13 @@ def test_ensemble_averages_members_trained_apart(feats, tmp_path):
     assert meta["training"]["ensemble"] == 3
     assert len([layer for layer in loaded.layers if layer.name.startswith("member")]) == 3
     assert neural_network.main(["--features-dir", str(feats), "--no-save", "--ensemble", "0"]) == 1
+
+
+def test_metrics_of_a_corpus_without_some_class_do_not_warn():
+    """TESS has no calm: a prediction of calm on it is a wrong answer, not a warning for the
+    user (sklearn's 'y_pred contains classes not in y_true' once reached the terminal)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = ser.training.metrics(np.array([0, 0, 2, 2]), np.array([0, 1, 2, 2]))
+    assert m["uar"] == pytest.approx(0.75) and m["accuracy"] == pytest.approx(0.75)
