@@ -99,8 +99,12 @@ def train_one(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, *,
     seconds = time.perf_counter() - t0
     hist = {k: [float(v) for v in vals] for k, vals in h.history.items()}
     best_epoch = len(hist["loss"])
-    if callbacks and callbacks[0].stopped_epoch > 0:
-        best_epoch = int(np.argmin(hist["val_loss"])) + 1
+    if callbacks and callbacks[0].best_weights is not None:
+        # the epoch whose weights the model now has: Keras looks for the best validation loss
+        # from epoch start_from_epoch + 1 on only (and restores it at the end), so the
+        # all-data model trains as many epochs as the evaluated ones had (not argmin over
+        # every epoch, which once gave 2 where the evaluated models had >= 6)
+        best_epoch = int(callbacks[0].best_epoch) + 1
     hist["best_epoch"] = best_epoch
     return model, hist, norm, seconds
 

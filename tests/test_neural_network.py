@@ -236,3 +236,23 @@ def test_metrics_of_a_corpus_without_some_class_do_not_warn():
         warnings.simplefilter("error")
         m = ser.training.metrics(np.array([0, 0, 2, 2]), np.array([0, 1, 2, 2]))
     assert m["uar"] == pytest.approx(0.75) and m["accuracy"] == pytest.approx(0.75)
+
+
+def test_best_epoch_is_the_epoch_whose_weights_the_model_keeps(feats):
+    """Validation labels that contradict training: the validation loss is lowest after the
+    first epoch, but early stopping only looks from epoch 6 on and restores the best of
+    those. The best epoch reported (what the all-data model is then trained for) is that one."""
+    ds = ser.protocols.load_dataset("mfcc", "song+tess", features_dir=feats)
+    (f,) = ser.protocols.split_random(ds, 3)
+    y = ds.y.copy()
+    y[f.val] = (y[f.val] + 4) % 8
+    ds = ser.protocols.Dataset(ds.X, y, ds.meta, ds.feature, ds.params, None)
+    cfg = ser.training.TrainConfig(epochs=40, batch_size=32, norm="global", seed=3, patience=3)
+    model, hist, norm, _ = ser.training.train_one("mlp", ds, f, cfg)
+    assert int(np.argmin(hist["val_loss"])) + 1 < 6 <= hist["best_epoch"] < len(hist["loss"])
+    Xv = ser.checkpoint.model_input(ds.X[f.val], {"normalization": norm,
+                                                 "input_shape": [ds.X.shape[1], 1]})
+    loss = model.evaluate(Xv, y[f.val], verbose=0, batch_size=32)[0]
+    want = min(hist["val_loss"][5:])
+    assert hist["val_loss"][hist["best_epoch"] - 1] == want
+    assert loss == pytest.approx(want, rel=1e-4)
