@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     serial = t_task / per_task                            # seconds per file, not parallel
     startup = max(cluster[0] - cw, 0.0) + up + fw
     print()
-    print(f"| path | files/s (warm) | cold run | ms per file per worker |")
-    print(f"|---|---|---|---|")
+    print("| path | files/s (warm) | cold run | ms per file per worker |")
+    print("|---|---|---|---|")
     print(f"| local joblib, {W} processes | {n / lw:.1f} | {local[0]:.1f} s | "
           f"{1000 * c_local:.1f} |")
     print(f"| Dask, {W} workers × 1 thread | {n / cw:.1f} | {cluster[0]:.1f} s "
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{per_task:.0f} files (0.2 s).")
     print()
     print(f"| workers N | estimated time for {args.clips:,} clips | bound by |")
-    print(f"|---|---|---|")
+    print("|---|---|---|")
     for N in (int(x) for x in args.nodes.split(",")):
         par, ser = args.clips * c_cluster / N, args.clips * serial
         print(f"| {N} | {fmt_t(max(par, ser) + startup)} | "

@@ -28,3 +28,4 @@ def shared_data() -> Path:
 
 
 from unprivileged import open_tmp, unprivileged  # noqa: E402,F401  (fixtures for every test module)
+from pulse import pulse_server  # noqa: E402,F401  (the virtual microphone, session-scoped)

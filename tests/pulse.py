@@ -6,9 +6,7 @@ It runs with its own ``XDG_RUNTIME_DIR`` (a private 0700 folder): the variable i
 ``os.environ`` for the test process and every child it starts, and restored at the end, when the
 daemon is killed. Nothing here touches another PulseAudio on the machine.
 
-Use the session fixture by importing it into a test module::
-
-    from pulse import pulse_server  # noqa: F401  (pytest fixture)
+The session fixture ``pulse_server`` is imported by ``conftest.py``: a test asks for it by name.
 """
 from __future__ import annotations
 

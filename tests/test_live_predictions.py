@@ -33,7 +33,6 @@ import ser.paths
 import ser.predict
 import ser.scan
 import ser.stream
-from pulse import pulse_server  # noqa: F401  (session fixture)
 from tiny_model import build_tiny_model, training_files
 
 SCRIPT = ser.paths.ROOT / "live_predictions.py"
