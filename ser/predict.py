@@ -352,7 +352,7 @@ class Predictor:
             raise ModelError(f"{self.model_path}: this model was not trained for speaker "
                              f"adaptation (its sidecar says adaptation 'none'); use a model "
                              f"trained with --norm speaker, e.g. "
-                             f"models/emotion_mlp_stats_speaker.h5")
+                             f"models/emotion_mlp_stats_byols_speaker.h5")
         used, errors = 0, []
         for path in paths:
             try:
