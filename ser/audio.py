@@ -70,7 +70,7 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE,
         data, file_sr = fast
         y = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
         return _resample(y, file_sr, sr)
-    _check_readable_file(path)
+    check_readable_file(path)
     import soundfile as sf
     try:
         with sf.SoundFile(str(path)) as f:
@@ -275,7 +275,7 @@ class BlockResampler:
         return self._rs.resample_chunk(np.asarray(block, np.float32), last=last)
 
 
-def _check_readable_file(path: Path) -> None:
+def check_readable_file(path: Path) -> None:
     """Refuse, naming the real reason, a path that is not a readable, non-empty regular file
     (libsndfile would only say "System error" or "Format not recognised")."""
     _check_regular_file(path)
@@ -287,7 +287,7 @@ def _check_readable_file(path: Path) -> None:
 
 
 def _check_regular_file(path: Path) -> None:
-    """:func:`_check_readable_file`'s checks that need no open: the path is a non-empty
+    """:func:`check_readable_file`'s checks that need no open: the path is a non-empty
     regular file."""
     import stat
     try:

@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from ser import files, vad
-from ser.audio import BlockResampler
+from ser.audio import AudioError, BlockResampler, check_readable_file
 from ser.files import atomic_path
 
 ANALYSIS_RATE = 22050            # the models' rate (the project's SAMPLE_RATE)
@@ -171,14 +171,10 @@ def _check_source_path(path) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a file path, got {type(path).__name__}")
     p = Path(path)
-    if not p.exists():
-        raise TimelineError(f"{p}: no such file")
-    if not p.is_file():
-        raise TimelineError(f"{p}: not a regular file")
-    if not os.access(p, os.R_OK):
-        raise TimelineError(f"{p}: not readable (permission denied)")
-    if p.stat().st_size == 0:
-        raise TimelineError(f"{p}: empty file")
+    try:   # the one loader's checks and wording (a FIFO is refused before any open)
+        check_readable_file(p)
+    except AudioError as e:
+        raise TimelineError(str(e)) from None
     return p
 
 

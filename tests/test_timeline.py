@@ -247,8 +247,8 @@ def test_read_blocks_refuses_with_one_line_naming_the_file(tmp_path):
     bad.write_text("not audio at all")
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    cases = [(tmp_path / "missing.wav", "no such file"), (bad, "not readable audio"),
-             (empty, "empty file"), (tmp_path, "not a regular file")]
+    cases = [(tmp_path / "missing.wav", "file not found"), (bad, "not readable audio"),
+             (empty, "empty file"), (tmp_path, "a folder, not an audio file")]
     for path, what in cases:
         with pytest.raises(tl.TimelineError) as e:
             next(tl.read_blocks(path))
@@ -339,7 +339,7 @@ def test_timeline_refuses_before_work(recording, tmp_path):
     with pytest.raises(ValueError, match=r"mic: block 1: expected mono audio"):
         list(tl.timeline(iter([np.zeros(100, np.float32), np.zeros((2, 9))]), dummy,
                          input_sr=SR, name="mic"))
-    with pytest.raises(tl.TimelineError, match="missing.flac: no such file"):
+    with pytest.raises(tl.TimelineError, match="missing.flac: file not found"):
         tl.timeline(tmp_path / "missing.flac", dummy)
     with pytest.raises(ValueError, match="threshold must lie in"):
         tl.timeline(recording["path"], dummy, threshold=2)
@@ -534,8 +534,8 @@ def test_cli_timeline_bad_input_goes_on(recording, tmp_path, capsys):
     assert rc == 1
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {bad}: not readable audio (Error opening {str(bad)!r}: Format "
-                      f"not recognised.)", f"error: {tmp_path / 'missing.flac'}: no such file"
+                      f"not recognised.)", f"error: {tmp_path / 'missing.flac'}: file not found"
                       ] or (len(errors) == 2 and "not readable audio" in errors[0]
-                            and "no such file" in errors[1]), errors
+                            and "file not found" in errors[1]), errors
     assert out.count("\n") == 2 + len(recording["truth"])     # the file's name, header, rows
     assert "summary: 1 of 3 files judged, 2 failed; 4 segments" in err
