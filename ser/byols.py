@@ -418,26 +418,47 @@ def _one_line(e: BaseException) -> str:
 # --------------------------------------------------------------------------------------------
 # Front end
 # --------------------------------------------------------------------------------------------
+def _hz_to_mel_htk(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz_htk(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def _mel_edges() -> np.ndarray:
+    """The 66 band edges in Hz (= librosa.mel_frequencies(66, fmin=60, fmax=7800, htk=True))."""
+    return _mel_to_hz_htk(np.linspace(_hz_to_mel_htk(FMIN), _hz_to_mel_htk(FMAX), N_MELS + 2))
+
+
 @functools.lru_cache(maxsize=1)
 def mel_filterbank() -> np.ndarray:
     """The 64 HTK mel filters, 60-7800 Hz, no normalisation (torchaudio's MelSpectrogram defaults).
+
+    = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=64, fmin=60, fmax=7800, htk=True,
+    norm=None) in numpy, bit for bit (tests/test_byols.py): no librosa, hence no numba, at
+    prediction time.
 
     Returns
     -------
     fb : np.ndarray, shape (64, 513), float32, read-only
     """
-    import librosa
-    fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX,
-                             htk=True, norm=None, dtype=np.float32)
-    fb = np.ascontiguousarray(fb, dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE)
+    mel_f = _mel_edges()
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    fb = np.zeros((N_MELS, 1 + N_FFT // 2), dtype=np.float32)
+    for i in range(N_MELS):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        fb[i] = np.maximum(0, np.minimum(lower, upper))
     fb.flags.writeable = False
     return fb
 
 
 def mel_centres() -> np.ndarray:
     """Centre frequencies of the 64 mel bands in Hz, shape (64,), float64."""
-    import librosa
-    return librosa.mel_frequencies(N_MELS + 2, fmin=FMIN, fmax=FMAX, htk=True)[1:-1]
+    return _mel_edges()[1:-1]
 
 
 @functools.lru_cache(maxsize=1)

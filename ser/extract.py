@@ -31,7 +31,6 @@ from ser.features import (
     params_hash,
     parts_of,
     set_vector,
-    uses_librosa,
 )
 from ser.files import clean_stale_tmp
 from ser.paths import FEATURES_DIR
@@ -373,7 +372,7 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
     for rel, vecs, err in run_tasks(_process, tasks, jobs=jobs, backend=backend,
                                      scheduler=scheduler, see=features_dir,
                                      desc="features", progress=progress,
-                                     librosa=any(uses_librosa(b) for b in bases),
+                                     librosa=False,   # no set needs librosa
                                      batch=_batch_size(len(tasks), jobs)):
         if err:
             errors[rel] = err

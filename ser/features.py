@@ -445,10 +445,6 @@ def _stats(u: Utterance) -> np.ndarray:
 
 
 def _byols(u: Utterance) -> np.ndarray:
-    # the encoder's front end builds its mel filterbank with librosa: numba's cache made safe
-    # first (ser/numba_cache.py); the other sets never import librosa
-    from ser import numba_cache
-    numba_cache.ensure_ready()
     return byols_encoder.vector(u.y, u.sr)
 
 
@@ -545,12 +541,6 @@ def needs_encoder(feature: str) -> bool:
     """Whether the set needs the BYOL-S encoder's weights (ser/encoder.py)."""
     s = SETS.get(feature)
     return bool(s and s.encoder)
-
-
-def uses_librosa(feature: str) -> bool:
-    """Whether computing the set imports librosa (and so numba: ser/numba_cache.py): only the
-    BYOL-S encoder's front end (ser/byols.py) does; every other set is numpy alone."""
-    return any(needs_encoder(p) for p in parts_of(feature))
 
 
 def feature_params(feature: str) -> dict:

@@ -13,7 +13,8 @@ format (skipped without ../shared/data) and on synthetic signals with known answ
   :data:`RTOL` (measured worst case on all 4836 corpus files + the 11 originals: 1.8e-4
   absolute (mfcc, combined; stats 1.2e-4), on values up to ~700, i.e. 1-3 float32 ulps; and
   2.2e-5 relative where |value| > 1);
-- ``extract_features`` for mfcc and stats imports none of librosa, scipy, numba, sklearn.
+- ``extract_features`` for every set (the encoder's too) imports none of librosa, scipy, numba,
+  sklearn.
 """
 from __future__ import annotations
 
@@ -247,7 +248,8 @@ else:
     y = (0.3 * np.sin(2 * np.pi * 220 * t) * np.hanning(t.size)).astype(np.float32)
     from ser.audio import resample
     y = resample(resample(y, SAMPLE_RATE, sr=48000), 48000)
-v = extract_features(y, sets=("mfcc", "stats", "chroma", "contrast", "combined"))
+v = extract_features(y, sets=("mfcc", "stats", "chroma", "contrast", "combined", "byols",
+                             "stats_byols"))
 assert all(np.all(np.isfinite(x)) for x in v.values())
 print(json.dumps(sorted(m for m in sys.modules
                         if m.split(".")[0] in ("librosa", "scipy", "numba", "sklearn",
