@@ -17,10 +17,18 @@ import ser.features
 from ser import numba_cache
 
 PY = sys.executable
-EXTRACT = ("import numpy as np, ser.features; "
+# the product's features: numpy alone, no numba (since the encoder's front end went numpy too)
+FEATURES = ("import numpy as np, ser.features; "
+            "t = np.arange(22050) / 22050; y = (0.3 * np.sin(2 * np.pi * 330 * t)).astype('f4'); "
+            "f = ser.features.extract_features(y, sets=ser.features.FEATURE_SETS); "
+            "print(' '.join(f'{v.sum():.6f}' for v in f.values()))")
+# librosa through the project's guard (what the tests' librosa reference and the augmented
+# copies use): the numba functions of the race, float32 and float64 variants
+EXTRACT = ("import numpy as np; from ser import numba_cache; librosa = numba_cache.librosa(); "
            "t = np.arange(22050) / 22050; y = (0.3 * np.sin(2 * np.pi * 330 * t)).astype('f4'); "
-           "f = ser.features.extract_features(y, sets=ser.features.FEATURE_SETS); "
-           "print(' '.join(f'{v.sum():.6f}' for v in f.values()))")
+           "p32, _ = librosa.piptrack(y=y, sr=22050); p64, _ = librosa.piptrack(y=y.astype('f8'), sr=22050); "
+           "c = librosa.feature.chroma_stft(y=y, sr=22050); "
+           "print(f'{p32.sum():.6f} {p64.sum():.6f} {c.sum():.6f}')")
 # librosa alone, without the project's check: what an unprotected process meets
 PLAIN_PITCH = ("import numpy as np, librosa; y = np.random.default_rng(0).standard_normal(22050); "
                "librosa.piptrack(y=y.astype('f4'), sr=22050); librosa.piptrack(y=y, sr=22050); "
@@ -64,6 +72,18 @@ def _swap_gufunc_pair(files: list[Path]) -> Path:
             shutil.copyfile(f, other)
             return other
     raise AssertionError(f"no gufunc pair of librosa.core.pitch among {[p.name for p in files]}")
+
+
+def test_the_feature_sets_need_no_numba(tmp_path):
+    """Every feature set, the encoder's included, computed on an empty cache: nothing compiled,
+    no stamp (so the race of numba issue 10128 cannot reach extraction or prediction)."""
+    env = fresh_env(tmp_path)
+    p = run(FEATURES + "; import sys; print(sorted(m for m in sys.modules "
+                       "if m.split('.')[0] in ('numba', 'librosa')))", env)
+    assert p.returncode == 0, explain(p)
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+    assert not [f for f in (tmp_path / "numba").rglob("*") if f.is_file()]
+    assert not list((tmp_path / "ser" / "numba").glob("ready-*.json"))
 
 
 def test_processes_started_together_on_a_fresh_cache_and_a_poisoned_one(tmp_path):
