@@ -163,6 +163,9 @@ def _tone(freq, seconds=1.5, sr=audio.SAMPLE_RATE, amp=0.5):
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+# librosa (the reference) warns on a DC signal, where no pitch can be estimated; the numpy
+# code answers the same without a warning
+@pytest.mark.filterwarnings("ignore:Trying to estimate tuning from empty frequency set")
 @pytest.mark.parametrize("kind", ["tone", "chirp", "noise", "silence_padded", "clicks",
                                   "short", "loud_dc"])
 def test_synthetic_every_set_matches_librosa(kind):
