@@ -443,15 +443,8 @@ def mel_filterbank() -> np.ndarray:
     -------
     fb : np.ndarray, shape (64, 513), float32, read-only
     """
-    fftfreqs = np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE)
-    mel_f = _mel_edges()
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fftfreqs)
-    fb = np.zeros((N_MELS, 1 + N_FFT // 2), dtype=np.float32)
-    for i in range(N_MELS):
-        lower = -ramps[i] / fdiff[i]
-        upper = ramps[i + 2] / fdiff[i + 1]
-        fb[i] = np.maximum(0, np.minimum(lower, upper))
+    from ser.features import mel_triangles   # here: ser.features imports this module
+    fb = mel_triangles(_mel_edges(), np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE))
     fb.flags.writeable = False
     return fb
 

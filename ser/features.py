@@ -127,18 +127,26 @@ def mel_basis(sr: int, n_fft: int = N_FFT, n_mels: int = 128) -> np.ndarray:
     """= librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels) (Slaney scale and norm, 0 to
     sr/2, float32), built once per rate. Read-only."""
     fmax = float(sr) / 2
-    weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
-    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
     mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(fmax), n_mels + 2))
+    weights = mel_triangles(mel_f, np.fft.rfftfreq(n=n_fft, d=1.0 / sr))
+    enorm = 2.0 / (mel_f[2: n_mels + 2] - mel_f[:n_mels])
+    weights *= enorm[:, np.newaxis]
+    weights.flags.writeable = False
+    return weights
+
+
+def mel_triangles(mel_f: np.ndarray, fftfreqs: np.ndarray) -> np.ndarray:
+    """librosa.filters.mel's triangles before any normalisation: band i rises from edge
+    ``mel_f[i]`` to ``mel_f[i + 1]`` and falls to ``mel_f[i + 2]`` (Hz, float64), sampled at
+    ``fftfreqs``. Shape (len(mel_f) - 2, len(fftfreqs)), float32, writable."""
+    n_mels = len(mel_f) - 2
+    weights = np.zeros((n_mels, len(fftfreqs)), dtype=np.float32)
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     for i in range(n_mels):
         lower = -ramps[i] / fdiff[i]
         upper = ramps[i + 2] / fdiff[i + 1]
         weights[i] = np.maximum(0, np.minimum(lower, upper))
-    enorm = 2.0 / (mel_f[2: n_mels + 2] - mel_f[:n_mels])
-    weights *= enorm[:, np.newaxis]
-    weights.flags.writeable = False
     return weights
 
 

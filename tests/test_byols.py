@@ -202,6 +202,21 @@ def test_log_mel_known_answer_1khz_sine():
     assert int(np.argmax(lm.mean(axis=1))) == int(np.argmin(np.abs(centres - 1000.0)))
 
 
+def test_mel_filterbank_is_librosas_bit_for_bit():
+    """The numpy filterbank (no librosa at prediction time) = librosa's HTK filters."""
+    from ser import numba_cache
+    librosa = numba_cache.librosa()
+    want = librosa.filters.mel(sr=byols.SAMPLE_RATE, n_fft=byols.N_FFT, n_mels=byols.N_MELS,
+                               fmin=byols.FMIN, fmax=byols.FMAX, htk=True, norm=None,
+                               dtype=np.float32)
+    fb = byols.mel_filterbank()
+    assert fb.shape == (64, 513) and fb.dtype == np.float32 and not fb.flags.writeable
+    np.testing.assert_array_equal(fb, want)
+    np.testing.assert_array_equal(
+        byols.mel_centres(),
+        librosa.mel_frequencies(66, fmin=byols.FMIN, fmax=byols.FMAX, htk=True)[1:-1])
+
+
 def test_log_mel_checks_its_input():
     y = np.zeros(16000, np.float32)
     with pytest.raises(ValueError, match="sr must be 16000"):
