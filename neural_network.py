@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2, metavar="N",
                    help="local processes that train the folds of a comparison side by side "
                         "(default 2; 1 trains them one after the other in this process; the "
-                        "figures are the same). The TensorFlow of each takes ~0.5 GB")
+                        "figures are the same). The TensorFlow of each takes ~0.8 GB")
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="run the trainings of the comparison (folds x models) on the Dask "
                         f"cluster of this scheduler (default ${SCHEDULER_ENV}); its workers "

@@ -147,12 +147,13 @@ def orphan_guarded(func, parent: int, *args):
 
 def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
                scheduler: str | None, see: Path, desc: str, progress: bool,
-               librosa: bool = True, batch: int | None = None):
+               librosa: bool = True, batch: int | None = None, unit: str = "file"):
     """Yield ``func(*task)`` for every task, in parallel (local processes or the Dask cluster
     at ``scheduler``), in the order they finish, with a progress bar.
 
     ``librosa``: whether the tasks use librosa (then numba's cache is made complete before any
-    worker starts). ``batch``: tasks per dispatch to a local worker (default 8).
+    worker starts). ``batch``: tasks per dispatch to a local worker (default 8). ``unit``:
+    what the progress bar counts.
     """
     import joblib
     from tqdm import tqdm
@@ -181,7 +182,7 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",
                                    batch_size=size)
         gen = parallel(joblib.delayed(func)(*t) for t in tasks)
-        yield from tqdm(gen, total=len(tasks), desc=desc, unit="file", disable=not progress)
+        yield from tqdm(gen, total=len(tasks), desc=desc, unit=unit, disable=not progress)
 
 
 def exit_with_parent():
