@@ -235,7 +235,8 @@ def _local_folds(models: list[str], ds: Dataset, folds: list[Fold], cfg: TrainCo
     """Every (model, fold) training in ``jobs`` local worker processes side by side
     (:func:`ser.cluster.run_tasks`); returns what :func:`_cluster_folds` returns. Each training
     is seeded (``train_one``) and alone in its process, as in a sequential run: the same
-    figures (measured here: 1.35x faster with 2 processes on 2 cores)."""
+    figures (measured here: the four-model comparison 1.48x faster with 2 processes on 2 cores,
+    benchmarks/bench_comparison.py)."""
     from ser.cluster import run_tasks
     ds, cfg, _ = _adapt(ds, cfg)
     last = len(folds) - 1
