@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ser import byols  # noqa: E402
+from ser.features import SETS  # noqa: E402
 from ser.paths import FEATURES_DIR  # noqa: E402
 
-STATS_DIM = 1015
+STATS_DIM = SETS["stats"].dim      # stats_byols = stats, then the pooled encoder frames
 
 
 def _fc0_frames_of(paths: list[str], features_dir: str) -> list[np.ndarray]:
@@ -42,7 +43,7 @@ def _fc0_frames_of(paths: list[str], features_dir: str) -> list[np.ndarray]:
     from ser import encoder as ser_encoder
     from ser.audio import SAMPLE_RATE, load_audio, resample
     full = ser_encoder.load_encoder()
-    enc = byols.Encoder.__new__(byols.Encoder)
+    enc = byols.Encoder.__new__(byols.Encoder)      # the same weights, without fc.3
     enc.__dict__.update(full.__dict__)
     enc.fc_w, enc.fc_b = full.fc_w[:1], full.fc_b[:1]
     out = []
