@@ -38,7 +38,11 @@ def one_run(jobs: int, epochs: int | None, feature: str) -> tuple[float, dict]:
     if out.returncode:
         sys.exit(f"bench_comparison: {' '.join(cmd[1:])} failed ({out.returncode}):\n"
                  f"{out.stderr[-2000:]}")
-    return seconds, {m: (acc, uar) for m, acc, uar in LINE.findall(out.stdout)}
+    figures = {m: (acc, uar) for m, acc, uar in LINE.findall(out.stdout)}
+    if len(figures) != 4:      # else two empty parses would pass as "the same figures"
+        sys.exit(f"bench_comparison: expected the four models' result lines from "
+                 f"{' '.join(cmd[1:])}, found {sorted(figures)}:\n{out.stdout[-2000:]}")
+    return seconds, figures
 
 
 def main(argv: list[str] | None = None) -> int:

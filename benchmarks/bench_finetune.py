@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     from ser.training import fit_normalization, metrics
     from ser import encoder as ser_encoder
     quiet_tensorflow()
-    ds = load_dataset("stats_byols", "speech+song+tess", features_dir=args.features_dir)
+    try:
+        ds = load_dataset("stats_byols", "speech+song+tess", features_dir=args.features_dir)
+    except (FileNotFoundError, ValueError) as e:       # no features yet: one line, not a trace
+        print(f"bench_finetune: {e}", file=sys.stderr)
+        return 1
     assert ds.X.shape[1] == STATS_DIM + 2 * byols.EMBED_DIM, ds.X.shape
     t0 = time.perf_counter()
     frames = fc0_frames(list(ds.meta["path"]), features_dir=args.features_dir,
