@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 
 from ser import files as ser_files
+from ser.audio import DEFAULT_MAX_SECONDS, MAX_RATE, MIN_RATE
 from ser.cluster import SCHEDULER_ENV, scheduler_default
-from ser.console import show_progress
-from ser.extract import extract
+from ser.console import err, info, show_progress
+from ser.extract import NoRowsError, extract
 from ser.features import FEATURE_SETS, describe_sets
 from ser.paths import FEATURES_DIR
 
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "microphone/room channel per speaker and copy, audiomentations); "
                         "neural_network.py --augment adds them to training folds only "
                         "(default 0)")
+    p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
+                   help="skip files longer than S seconds, judged from the header before "
+                        f"decoding (default {DEFAULT_MAX_SECONDS:g}); files whose header "
+                        f"states a rate outside {MIN_RATE}-{MAX_RATE} Hz are skipped too")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
@@ -65,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:     # the per-file cache keeps what was done: a re-run resumes
+        print("create_features: interrupted; what was extracted is cached, run again to "
+              "resume", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     sets = list(FEATURE_SETS) if args.feature == "all" else [args.feature]
     try:
         out = args.out
@@ -73,18 +87,22 @@ def main(argv: list[str] | None = None) -> int:
         r = extract(args.features_dir, feature_sets=sets, jobs=args.jobs,
                     use_cache=not args.no_cache, progress=show_progress(args.quiet),
                     out_dir=out, scheduler=args.scheduler, augment=args.augment,
-                    csv=args.csv)
+                    csv=args.csv, max_seconds=args.max_seconds)
+    except NoRowsError as e:
+        for line in e.skipped:
+            info(f"skipped: {line}")
+        err(str(e))
+        return 1
     except (OSError, ValueError) as e:   # OutputError, FileNotFoundError, bad input
-        print(f"error: {e}" if isinstance(e, (ValueError, ser_files.OutputError,
-                                                FileNotFoundError))
-              else f"error: {ser_files.describe_os_error(e, e.filename)}", file=sys.stderr)
+        err(str(e) if isinstance(e, (ValueError, ser_files.OutputError, FileNotFoundError))
+            else ser_files.describe_os_error(e, e.filename))
         return 1
     for line in r["bad_cache"]:
-        print(f"recomputed a damaged cache entry: {line}", file=sys.stderr)
+        info(f"recomputed a damaged cache entry: {line}")
     for line in r["skipped"]:
-        print(f"skipped: {line}", file=sys.stderr)
+        info(f"skipped: {line}")
     for line in r["aug_fallbacks"]:
-        print(f"kept the original: {line}", file=sys.stderr)
+        info(f"kept the original: {line}")
     n = r["files"] + len(r["skipped"])
     rate = r["computed"] / r["seconds"] if r["seconds"] > 0 else 0.0
     print(f"create_features: {n} files, {r['files']} rows, {len(r['skipped'])} skipped, "

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.files import os_reason
+from ser.files import os_reason, regular_file_problem
 
 SAMPLE_RATE = 22050
 N_FFT = 2048
 HOP_LENGTH = 512
 MIN_SAMPLES = N_FFT            # shorter than one FFT frame cannot be judged
-SILENCE_PEAK_DBFS = -60.0      # a clip whose peak is below this is "silent"
+SILENCE_DBFS = -66.0           # speech level (speech_level_db) below which a clip is "silent":
+                               # the quietest corpus file is at -56, a muted card at ~-75
+MIN_RATE, MAX_RATE = 4000, 384000   # the sample rates read: a header saying 1 Hz is a lie
+DEFAULT_MAX_SECONDS = 600.0    # files longer than this are refused unless the caller says
 EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "FLAC", "CAF"})
 """libsndfile formats whose header states the exact number of frames: only there is a file with
 fewer frames than declared refused as truncated. An MP3's length is an estimate (from its first
@@ -36,6 +39,14 @@ class AudioTooLong(AudioError):
 
 
 _UNKNOWN_FRAMES = 2 ** 62      # libsndfile's frame count of a stream of unknown length is 2**63-1
+
+
+def _check_file_rate(path: Path, file_sr: int) -> None:
+    """Refuse a header whose rate is outside [MIN_RATE, MAX_RATE]: resampling a 6 KB file
+    that claims 1 Hz to 22050 Hz would make gigabytes of samples."""
+    if not MIN_RATE <= file_sr <= MAX_RATE:
+        raise AudioError(f"{path}: sample rate {file_sr} Hz is outside the {MIN_RATE}-"
+                         f"{MAX_RATE} Hz this pipeline reads")
 
 
 def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE,
@@ -75,6 +86,7 @@ def load_audio(path: str | os.PathLike, *, sr: int = SAMPLE_RATE,
     try:
         with sf.SoundFile(str(path)) as f:
             file_sr, fmt, declared = f.samplerate, f.format, f.frames
+            _check_file_rate(path, file_sr)
             limit = None                      # frames: at most limit + 1 are decoded
             if max_seconds is not None and math.isfinite(max_seconds):
                 limit = int(max_seconds * file_sr)
@@ -155,6 +167,7 @@ def _read_pcm16_wav(path: Path, max_seconds: float | None
             if clen == 0 or clen % block or end > size or end > riff_end:
                 return None
             frames = clen // block
+            _check_file_rate(path, rate)
             if max_seconds is not None and math.isfinite(max_seconds):
                 limit = int(max_seconds * rate)
                 if limit < frames:
@@ -288,23 +301,10 @@ def check_readable_file(path: Path) -> None:
 
 def _check_regular_file(path: Path) -> None:
     """:func:`check_readable_file`'s checks that need no open: the path is a non-empty
-    regular file."""
-    import stat
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        raise AudioError(f"{path}: file not found") from None
-    except PermissionError:
-        raise AudioError(f"{path}: cannot read the file (permission denied on a folder "
-                         f"above it)") from None
-    except OSError as e:
-        raise AudioError(f"{path}: cannot read the file ({os_reason(e)})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise AudioError(f"{path}: a folder, not an audio file")
-    if not stat.S_ISREG(st.st_mode):
-        raise AudioError(f"{path}: not a regular file")
-    if st.st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    regular file (:func:`ser.files.regular_file_problem`)."""
+    why = regular_file_problem(path, kind="audio file")
+    if why:
+        raise AudioError(f"{path}: {why}")
 
 
 def _wav_missing_bytes(path: Path) -> int:
@@ -331,18 +331,27 @@ def _wav_missing_bytes(path: Path) -> int:
 
 
 def check_signal(y: np.ndarray, *, name: str = "signal") -> None:
-    """Refuse a signal that cannot be judged: too short, non-finite or silent."""
+    """Refuse a signal that cannot be judged: too short, non-finite (:func:`check_samples`)
+    or silent: its speech level (:func:`speech_level_db`, a DC offset removed) below
+    :data:`SILENCE_DBFS`, so that a muted input's offset and hiss are "no speech", not an
+    emotion."""
+    check_samples(y, name=name)
+    level = speech_level_db(y)
+    if level < SILENCE_DBFS:
+        raise AudioError(f"{name}: silent (speech level {level:.0f} dBFS < {SILENCE_DBFS:.0f} "
+                         f"dBFS, a DC offset not counted), no speech detected")
+
+
+def check_samples(y: np.ndarray, *, name: str = "signal") -> None:
+    """Refuse samples that features cannot be computed from: not mono, shorter than one FFT
+    frame, NaN or infinite."""
     if y.ndim != 1:
         raise AudioError(f"{name}: expected mono audio of shape (n,), got {y.shape}")
     if y.shape[0] < MIN_SAMPLES:
         raise AudioError(f"{name}: too short ({y.shape[0]} samples < {MIN_SAMPLES}, "
                          f"one FFT frame)")
-    peak = float(np.max(np.abs(y)))    # NaN or inf where any sample is: one pass, not two
-    if not math.isfinite(peak):
+    if not math.isfinite(float(np.max(np.abs(y)))):   # NaN or inf anywhere: one pass
         raise AudioError(f"{name}: contains NaN or infinite samples")
-    if peak <= 10 ** (SILENCE_PEAK_DBFS / 20):
-        raise AudioError(f"{name}: silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS "
-                         f"< {SILENCE_PEAK_DBFS:.0f} dBFS), no speech detected")
 
 
 DEFAULT_TRIM_DB = -60.0        # --mic: leading/trailing frames quieter than this are cut
@@ -368,7 +377,13 @@ def frame_levels_db(y: np.ndarray, frame: int = LEVEL_FRAME) -> np.ndarray:
 
 def speech_level_db(y: np.ndarray, frame: int = LEVEL_FRAME,
                     percentile: float = LEVEL_PERCENTILE) -> float:
-    """A robust loudness of the active part: the ``percentile`` of frame levels (dBFS)."""
+    """A robust loudness of the active part: the ``percentile`` of frame levels (dBFS) of the
+    signal's variation (its mean, a DC offset, removed: a muted input with an offset is not
+    loud). The one level rule of files (:func:`check_signal`), streams and timelines (their
+    gate)."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.size:
+        y = y - np.float32(np.mean(y, dtype=np.float64))
     return float(np.percentile(frame_levels_db(y, frame), percentile))
 
 
@@ -376,7 +391,7 @@ def trim_silence(y: np.ndarray, *, threshold_db: float = DEFAULT_TRIM_DB, sr: in
                  margin: float = TRIM_MARGIN_SECONDS, frame: int = LEVEL_FRAME) -> np.ndarray:
     """Cut leading and trailing frames quieter than ``threshold_db`` dBFS, keeping a margin.
 
-    The threshold is absolute (like :data:`SILENCE_PEAK_DBFS`), so a recording's
+    The threshold is absolute (like :data:`SILENCE_DBFS`), so a recording's
     room noise stays (the training clips contain their own pauses) and only the true silence
     before and after a sound (muted input, a device still starting) is removed. Returns ``y``
     unchanged when nothing is louder than the threshold (the caller then reports silence).

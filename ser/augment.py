@@ -5,7 +5,7 @@ import zlib
 
 import numpy as np
 
-from ser.audio import SAMPLE_RATE, resample
+from ser.audio import SAMPLE_RATE, AudioError, resample
 
 AUGMENT_VERSION = 1
 AUGMENT_SPEED = (0.88, 1.12)   # speed perturbation: pitch and tempo together (another voice)
@@ -25,6 +25,21 @@ def augment_chain():
         A.AddGaussianSNR(min_snr_db=10.0, max_snr_db=35.0, p=0.6),
         A.Gain(min_gain_db=-12.0, max_gain_db=6.0, p=1.0),
     ])
+
+
+COPY_SILENT_PEAK_DBFS = -60.0
+"""An augmented copy whose peak the gain took to or below this is left out (the file keeps its
+original features as that copy). A rule of the training data, not of judging (that is
+:func:`ser.audio.check_signal`): unchanged since the shipped models' features were made, so
+that they re-train byte for byte."""
+
+
+def check_copy_level(ya: np.ndarray) -> None:
+    """Refuse (AudioError) a copy made silent by its gain (:data:`COPY_SILENT_PEAK_DBFS`)."""
+    peak = float(np.max(np.abs(ya))) if ya.size else 0.0
+    if peak <= 10 ** (COPY_SILENT_PEAK_DBFS / 20):
+        raise AudioError(f"silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS "
+                         f"< {COPY_SILENT_PEAK_DBFS:.0f} dBFS), no speech detected")
 
 
 def augment(y: np.ndarray, *, actor: int, copy: int, rel: str, sr: int = SAMPLE_RATE

@@ -10,10 +10,11 @@ import numpy as np
 
 from ser import encoder as byols_encoder  # the BYOL-S encoder's weights and feature set
 from ser.adaptation import ADAPTATIONS, SPEAKER_PRIOR
+from ser.calibration import T_MAX, T_MIN
 from ser.console import quiet_tensorflow
 from ser.corpora import EMOTIONS
 from ser.features import FEATURE_DIMS, FEATURE_SETS, feature_params
-from ser.files import atomic_path, os_reason, write_json
+from ser.files import atomic_path, check_regular_file, read_regular, write_json
 from ser.paths import DEFAULT_MODEL
 
 SIDECAR_FORMAT = 1
@@ -119,13 +120,14 @@ def export_entry(h5: str | os.PathLike, model_path: str | os.PathLike | None = N
     ``h5_sha256``, the sha256 of the H5 it was made from, so that a model replaced without a
     new export is refused rather than served with the old weights.
     """
-    from ser.export import export_from_h5, tflite_path
+    from ser.export import export_from_h5, record_verified, tflite_path
     from ser.files import sha256_file
     model_path = Path(h5 if model_path is None else model_path)
     final = tflite_path(model_path)
     entry = export_from_h5(h5, final if dest is None else dest)
     entry["file"] = final.name
     entry["h5_sha256"] = sha256_file(h5)
+    record_verified(entry["h5_sha256"], entry["sha256"])    # made here: nothing to re-check
     return entry
 
 
@@ -142,12 +144,10 @@ def add_export(model_path: str | os.PathLike) -> dict:
         The model cannot be converted (one line naming the file).
     """
     from ser.export import SIDECAR_KEY
-    model_path = Path(model_path)
-    if not model_path.exists():
-        raise FileNotFoundError(f"{model_path}: model file not found")
+    model_path = check_model_file(model_path)
     read_sidecar(model_path)                    # the checks (types, labels, servable)
     sp = sidecar_path(model_path)
-    meta = json.loads(sp.read_text(encoding="utf-8"))   # as written: key order kept
+    meta = json.loads(read_regular(sp, max_bytes=SIDECAR_MAX_BYTES))   # key order kept
     entry = export_entry(model_path)
     want = list(meta["input_shape"])
     if entry["input_shape"] != want:
@@ -196,9 +196,10 @@ def _sidecar_type_problem(meta: dict) -> str | None:
         "speaker_prior_weight": ("a number >= 0",
                                  lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
         "litert": ("null or an object", lambda v: v is None or isinstance(v, dict)),
-        "calibration": ('{"temperature": a number > 0, ...}',
+        # what fit_temperature can have written: its search range, nothing outside it
+        "calibration": (f'{{"temperature": a number in [{T_MIN:g}, {T_MAX:g}], ...}}',
                         lambda v: isinstance(v, dict) and _is_number(v.get("temperature"))
-                        and math.isfinite(v["temperature"]) and v["temperature"] > 0),
+                        and T_MIN * (1 - 1e-6) <= v["temperature"] <= T_MAX * (1 + 1e-6)),
     }
     for key, (want, ok) in expect.items():
         if key in meta and not ok(meta[key]):
@@ -257,20 +258,14 @@ def read_sidecar(model_path: str | os.PathLike) -> dict:
         or feature parameters are not this version's.
     """
     sp = sidecar_path(model_path)
-    try:
-        size = sp.stat().st_size
-    except (FileNotFoundError, NotADirectoryError):
+    try:      # a regular file, read with a bound: never a FIFO or a device read without end
+        raw = read_regular(sp, max_bytes=SIDECAR_MAX_BYTES, kind="sidecar")
+    except FileNotFoundError:
         raise FileNotFoundError(f"{sp}: model sidecar not found (needed beside "
                                 f"{model_path})") from None
-    except OSError as e:
-        raise ValueError(f"{sp}: cannot read the sidecar ({os_reason(e)})") from None
-    if size > SIDECAR_MAX_BYTES:
-        raise ValueError(f"{sp}: malformed sidecar: {size} bytes, more than "
-                         f"{SIDECAR_MAX_BYTES} (a sidecar is a few kB)")
-    try:
-        raw = sp.read_bytes()
-    except OSError as e:
-        raise ValueError(f"{sp}: cannot read the sidecar ({os_reason(e)})") from None
+    except ValueError as e:
+        raise ValueError(f"{e} (a sidecar is a few kB of JSON)" if "larger than" in str(e)
+                         else str(e)) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -322,16 +317,35 @@ def _check_servable(meta: dict, where: Path) -> None:
                          f"values, but feature set {feature!r} has {dim}")
     norm = meta.get("normalization")
     if norm:
-        mean = np.asarray(norm["mean"], np.float64)
-        std = np.asarray(norm["std"], np.float64)
-        if mean.shape != (dim,) or std.shape != (dim,):
-            raise ValueError(f"{where}: normalization has {mean.size} means and {std.size} "
-                             f"stds, but the feature set has {dim} values")
-        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-            raise ValueError(f"{where}: normalization has non-finite or non-positive values")
+        problem = normalization_problem(norm, dim)
+        if problem:
+            raise ValueError(f"{where}: normalization {problem}")
     if meta["adaptation"] not in ADAPTATIONS:
         raise ValueError(f"{where}: adaptation {meta['adaptation']!r} is not implemented in "
                          f"this version (known: {', '.join(ADAPTATIONS)})")
+
+
+NORM_MIN_STD = 1e-9       # training floors a std at 1e-8 (ser/training.py), speakers' at 1e-6
+NORM_MAX_ABS_MEAN = 1e12  # feature values are at most ~1e4 (Hz, dB, coefficients)
+
+
+def normalization_problem(norm: dict, dim: int) -> str | None:
+    """What is wrong with a z-score normalisation ``{"mean": [...], "std": [...]}`` of a
+    ``dim``-value feature set, judged in float32, the dtype it is applied in
+    (:func:`normalize`): a value that is finite in float64 can overflow there. ``None``: it
+    is one that training can have written."""
+    with np.errstate(over="ignore"):
+        mean = np.asarray(norm["mean"], np.float64).astype(np.float32)
+        std = np.asarray(norm["std"], np.float64).astype(np.float32)
+    if mean.shape != (dim,) or std.shape != (dim,):
+        return (f"has {mean.size} means and {std.size} stds, but the feature set has {dim} "
+                f"values")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+        return "has values that are not finite in float32"
+    if not (np.all(std >= NORM_MIN_STD) and np.all(np.abs(mean) <= NORM_MAX_ABS_MEAN)):
+        return (f"has a std below {NORM_MIN_STD:g} or a mean beyond {NORM_MAX_ABS_MEAN:g}, "
+                f"which training never writes")
+    return None
 
 
 def load_model(model_path: str | os.PathLike = DEFAULT_MODEL, *, meta: dict | None = None):
@@ -348,9 +362,7 @@ def load_model(model_path: str | os.PathLike = DEFAULT_MODEL, *, meta: dict | No
         The sidecar.
     """
     model_path = Path(model_path)
-    if not model_path.exists():
-        raise FileNotFoundError(f"{model_path}: model file not found (train one with "
-                                f"neural_network.py, or pass --model)")
+    check_model_file(model_path)
     meta = read_sidecar(model_path) if meta is None else meta
     quiet_tensorflow()
     import keras
@@ -364,6 +376,16 @@ def load_model(model_path: str | os.PathLike = DEFAULT_MODEL, *, meta: dict | No
         raise ValueError(f"{model_path}: model input {have} does not match its sidecar's "
                          f"{want} (feature set {meta['feature']})")
     return model, meta
+
+
+def check_model_file(model_path: str | os.PathLike) -> Path:
+    """``model_path`` if it is a non-empty regular file (h5py would block on a FIFO); else
+    FileNotFoundError or ValueError, one line naming the file."""
+    try:
+        return check_regular_file(model_path, kind="model")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{model_path}: model file not found (train one with "
+                                f"neural_network.py, or pass --model)") from None
 
 
 def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None) -> None:

@@ -145,15 +145,34 @@ def orphan_guarded(func, parent: int, *args):
     return func(*args)
 
 
+_ONE_THREAD: list[bool] = []
+
+
+def one_thread(func, *args):
+    """Run ``func(*args)`` with the numeric libraries' thread pools (BLAS, OpenMP) at one
+    thread, set once per process. Every path of :func:`run_tasks` runs its tasks so: a
+    matrix product summed by several BLAS threads differs in its last bits from one summed by
+    one, and a file must give the same features whatever ``--jobs`` or ``--scheduler``
+    (``run_tasks(..., one_thread=True)``)."""
+    if not _ONE_THREAD:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1)
+        _ONE_THREAD.append(True)
+    return func(*args)
+
+
 def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
                scheduler: str | None, see: Path, desc: str, progress: bool,
-               librosa: bool = True, batch: int | None = None, unit: str = "file"):
+               librosa: bool = True, batch: int | None = None, unit: str = "file",
+               single_threaded: bool = False):
     """Yield ``func(*task)`` for every task, in parallel (local processes or the Dask cluster
     at ``scheduler``), in the order they finish, with a progress bar.
 
     ``librosa``: whether the tasks use librosa (then numba's cache is made complete before any
     worker starts). ``batch``: tasks per dispatch to a local worker (default 8). ``unit``:
-    what the progress bar counts.
+    what the progress bar counts. ``single_threaded``: every task runs with one BLAS/OpenMP
+    thread (:func:`one_thread`), in this process as in local or Dask workers, so that its
+    result has the same bits whatever the parallelism.
     """
     import joblib
     from tqdm import tqdm
@@ -168,10 +187,18 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
         numba_cache.ensure_ready()
     ctx = (joblib.parallel_config(backend=backend) if backend is not None
            else contextlib.nullcontext())
+    if single_threaded and (scheduler or n_jobs != 1):
+        func = partial(one_thread, func)
+    elif single_threaded:      # in this process: one thread while the tasks run
+        from threadpoolctl import threadpool_limits
+        ctx = _both(ctx, threadpool_limits(limits=1))
     if scheduler:   # the worker function goes by reference to its module in the package
         n_jobs, ctx = -1, dask_backend(scheduler, see=see)
     elif n_jobs != 1:   # local workers end with this process, even after a kill -9
         func = partial(orphan_guarded, func, os.getpid())
+        if backend is None:      # and leave Ctrl-C to it: one "interrupted", no tracebacks
+            ctx = _both(ctx, joblib.parallel_config(backend="loky",
+                                                    initializer=_ignore_sigint))
     with ctx, warnings.catch_warnings():
         # loky replaces a worker that its memory watch or idle timeout ended and says so on
         # stderr; the tasks are re-run and nothing is lost: not the user's business
@@ -183,6 +210,19 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
                                    batch_size=size)
         gen = parallel(joblib.delayed(func)(*t) for t in tasks)
         yield from tqdm(gen, total=len(tasks), desc=desc, unit=unit, disable=not progress)
+
+
+def _ignore_sigint() -> None:
+    """A local worker's start: Ctrl-C at a terminal reaches the whole process group; the
+    parent handles it (and ends its workers), a worker would only print a traceback."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _both(a, b):
+    with a, b:
+        yield
 
 
 def exit_with_parent():

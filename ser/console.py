@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -50,14 +51,37 @@ def import_keras(*, verbose: bool = False):
     return keras
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")   # what makes a spreadsheet cell a formula
+
+
+def printable(text) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``, ``\\u2028``): a file
+    name with a newline cannot forge a result line, nor an escape sequence move the cursor."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                        str(text))
+
+
+def csv_cell(text: str) -> str:
+    """A text cell for a CSV that spreadsheets open: one starting like a formula (``=``,
+    ``+``, ``-``, ``@``, tab, CR) gets a leading ``'``, which they show as text; undone by
+    :func:`from_csv_cell`."""
+    return f"'{text}" if text.startswith(FORMULA_LEAD) else text
+
+
+def from_csv_cell(text: str) -> str:
+    """The text :func:`csv_cell` was given."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_LEAD) else text
+
+
 def err(msg: str) -> None:
-    """One line on stderr: ``error: <msg>``."""
-    print(f"error: {msg}", file=sys.stderr, flush=True)
+    """One line on stderr: ``error: <msg>`` (control characters escaped)."""
+    print(f"error: {printable(msg)}", file=sys.stderr, flush=True)
 
 
 def info(msg: str) -> None:
-    """A note on stderr (results go to stdout)."""
-    print(msg, file=sys.stderr, flush=True)
+    """A note on stderr (results go to stdout), control characters escaped."""
+    print(printable(msg), file=sys.stderr, flush=True)
 
 
 def show_progress(quiet: bool = False) -> bool:

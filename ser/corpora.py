@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from ser.files import os_reason
+from ser.files import read_regular
 from ser.paths import FEATURES_DIR, TESS_MANIFEST
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -267,6 +267,9 @@ class CsvRow(NamedTuple):
     speaker: str               # the CSV's speaker
 
 
+CSV_MAX_BYTES = 256 * 2 ** 20   # a CSV corpus of a million rows is ~100 MB
+
+
 def read_csv_corpus(csv_path: str | os.PathLike) -> tuple[list[CsvRow], list[str]]:
     """The rows of a CSV corpus (columns ``path``, ``emotion``, ``speaker``; others ignored),
     and a one-line problem for every row left out.
@@ -282,20 +285,26 @@ def read_csv_corpus(csv_path: str | os.PathLike) -> tuple[list[CsvRow], list[str
         The CSV cannot be read or lacks a required column (one line naming it).
     """
     import csv
+    import io
     csv_path = Path(csv_path)
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = [c.strip().lower() for c in reader.fieldnames or []]
-            lines = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        reason = os_reason(e) if isinstance(e, OSError) else str(e).splitlines()[0]
-        raise ValueError(f"{csv_path}: cannot read the CSV ({reason})") from None
+    try:    # a regular file, read with a bound: never a FIFO, a device or gigabytes
+        text = read_regular(csv_path, max_bytes=CSV_MAX_BYTES, kind="CSV file"
+                            ).decode("utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = [c.strip().lower() for c in reader.fieldnames or []]
+        lines = list(reader)
+    except FileNotFoundError:
+        raise ValueError(f"{csv_path}: cannot read the CSV (file not found)") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{csv_path}: cannot read the CSV ({str(e).splitlines()[0]})"
+                         ) from None
     missing = [c for c in CSV_COLUMNS if c not in fields]
     if missing:
         raise ValueError(f"{csv_path}: the CSV lacks the column(s) {', '.join(missing)} "
                          f"(needed: {', '.join(CSV_COLUMNS)}; found: {', '.join(fields) or 'none'})")
-    rows, problems, speakers = [], [], {}
+    rows, problems = [], []
+    seen: dict[str, int] = {}          # resolved path -> its first CSV line
+    lines_of: dict[int, int] = {}      # row index -> CSV line
     for i, raw in enumerate(lines, start=2):          # line 1 is the header
         row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
         where = f"{csv_path}:{i}"
@@ -309,7 +318,55 @@ def read_csv_corpus(csv_path: str | os.PathLike) -> tuple[list[CsvRow], list[str
             continue
         path = Path(row["path"])
         path = path if path.is_absolute() else csv_path.parent / path
-        actor = speakers.setdefault(row["speaker"], CSV_FIRST_ACTOR + len(speakers))
-        name = RavdessName(3, 1, EMOTIONS.index(emotion) + 1, 1, 1, 1, actor)
+        same = seen.setdefault(os.path.realpath(path), i)
+        if same != i:
+            problems.append(f"{where}: the same file as line {same}; left out (one recording "
+                            f"is one row: listed twice it would be tested on itself)")
+            continue
+        lines_of[len(rows)] = i
+        name = RavdessName(3, 1, EMOTIONS.index(emotion) + 1, 1, 1, 1, 0)   # actor: below
         rows.append(CsvRow(path, row["path"], name, row["speaker"]))
-    return rows, problems
+    dropped = _same_content(rows, lines_of, csv_path)
+    problems += [msg for _, msg in sorted(dropped.items())]
+    # each speaker an actor number, in order of first appearance among the rows kept
+    kept = [r for k, r in enumerate(rows) if k not in dropped]
+    speakers: dict[str, int] = {}
+    for k, r in enumerate(kept):
+        actor = speakers.setdefault(r.speaker, CSV_FIRST_ACTOR + len(speakers))
+        kept[k] = r._replace(name=r.name._replace(actor=actor))
+    return kept, problems
+
+
+def _same_content(rows: list, lines_of: dict[int, int], csv_path: Path) -> dict[int, str]:
+    """Rows (index -> one-line message) whose file has the same bytes as an earlier row's:
+    copies of one recording under two names. Only files of equal size are hashed, and only
+    regular files (what cannot be read is the extraction's to report)."""
+    import hashlib
+    import stat
+    by_size: dict[int, list[int]] = {}
+    for k, r in enumerate(rows):
+        try:
+            st = os.stat(r.path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+            by_size.setdefault(st.st_size, []).append(k)
+    dropped: dict[int, str] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first: dict[str, int] = {}
+        for k in group:
+            h = hashlib.sha256()
+            try:
+                with open(rows[k].path, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+            except OSError:
+                continue
+            j = first.setdefault(h.hexdigest(), k)
+            if j != k:
+                dropped[k] = (f"{csv_path}:{lines_of[k]}: the same audio as line {lines_of[j]} "
+                              f"(identical bytes); left out (one recording is one row: "
+                              f"listed twice it would be tested on itself)")
+    return dropped

@@ -36,7 +36,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ser.files import atomic_path
+from ser import files
+from ser.files import atomic_path, check_regular_file, read_regular
 
 SUFFIX = ".tflite"
 FORMAT = "tflite"
@@ -46,8 +47,14 @@ CHECK_ATOL = 1e-5
 """Largest difference allowed between the flatbuffer's and Keras' outputs at export."""
 
 
+EXPORT_MAX_BYTES = 2 ** 30      # the shipped exports are < 12 MB
+
 class ExportError(ValueError):
     """A flatbuffer that cannot be written, read or trusted; the message names the file."""
+
+
+class UnverifiedExport(ExportError):
+    """An export that could not be shown to be this installation's conversion of its H5."""
 
 
 class ExportMissing(ExportError):
@@ -259,13 +266,11 @@ class LiteRTModel:
     def __init__(self, path: str | os.PathLike, *, sha256: str, num_threads: int = 1):
         path = Path(path)
         try:
-            blob = path.read_bytes()
+            blob = read_regular(path, max_bytes=EXPORT_MAX_BYTES, error=ExportError,
+                                kind="exported model")
         except FileNotFoundError:
             raise ExportMissing(f"{path}: exported model not found (export it again from the "
                                 f"H5 with ser.export)") from None
-        except OSError as e:
-            raise ExportError(f"{path}: cannot read the exported model "
-                              f"({(e.strerror or type(e).__name__).lower()})") from None
         if not isinstance(sha256, str) or not sha256:
             raise ExportError(f"{path}: no sha256 given to check the exported model against")
         got = sha256_bytes(blob)
@@ -354,8 +359,13 @@ def load_exported(model_path: str | os.PathLike, meta: dict, *,
     sha256 and input shape must be the sidecar's, and when the entry records ``h5_sha256``
     (every export :func:`ser.checkpoint.save_model` makes does), the H5 beside it must still
     be the one it was made from: an H5 replaced without a new export is refused rather than
-    served with the old weights. Each problem is an :class:`ExportError` naming the file
-    (:class:`ExportMissing` when the flatbuffer is not there)."""
+    served with the old weights. The sidecar is anyone's to edit, so the export must also be
+    the conversion of the H5 beside it: a pair this installation exported or verified is
+    recorded in its cache (:func:`is_verified`); any other is converted again from the H5 in
+    a child process (TensorFlow stays out of this one; ~8 s, once per model) and must give
+    the same bytes (:class:`UnverifiedExport` otherwise). Each problem is an
+    :class:`ExportError` naming the file (:class:`ExportMissing` when the flatbuffer is not
+    there)."""
     entry = sidecar_entry(meta)
     if entry is None:
         return None
@@ -365,13 +375,17 @@ def load_exported(model_path: str | os.PathLike, meta: dict, *,
         raise ExportError(f"{model_path.with_suffix('.json')}: {SIDECAR_KEY}.file must be a "
                           f"file name beside the model, got {name!r}")
     path = model_path.parent / name
-    if not path.is_file():
+    why = files.regular_file_problem(path, kind="exported model")
+    if why == "file not found":
         raise ExportMissing(f"{path}: exported model not found (export it again from the "
                             f"H5: python -m ser.export {model_path})")
-    want_h5 = entry.get("h5_sha256")
-    if want_h5 is not None:
-        check_source(model_path, path, want_h5)
+    if why:                                    # a FIFO, a device, a folder: never read
+        raise ExportError(f"{path}: {why}")
+    h5_sha = check_source(model_path, path, entry.get("h5_sha256"))
     runner = LiteRTModel(path, sha256=entry.get("sha256"), num_threads=num_threads)
+    if not is_verified(h5_sha, runner.sha256):
+        verify_in_subprocess(model_path, path)
+        record_verified(h5_sha, runner.sha256)
     want = tuple(int(d) for d in meta.get("input_shape", runner.input_shape))
     if runner.input_shape != want:
         raise ExportError(f"{runner.name}: input {list(runner.input_shape)} does not match "
@@ -380,11 +394,13 @@ def load_exported(model_path: str | os.PathLike, meta: dict, *,
 
 
 def check_source(model_path: str | os.PathLike, export_path: str | os.PathLike,
-                 h5_sha256: str) -> None:
+                 h5_sha256: str | None) -> str:
     """Refuse (:class:`ExportError`, one line naming the export) an export whose H5 has been
     replaced since: ``model_path``'s sha256 must be ``h5_sha256``, the sidecar's record of
-    the H5 the export was made from."""
+    the H5 the export was made from (``None``: an older sidecar without it, not checked).
+    Returns the H5's sha256."""
     try:
+        check_regular_file(model_path, ExportError, kind="model")
         h = hashlib.sha256()
         with open(model_path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -393,10 +409,100 @@ def check_source(model_path: str | os.PathLike, export_path: str | os.PathLike,
         raise ExportError(f"{model_path}: cannot read the model "
                           f"({(e.strerror or type(e).__name__).lower()})") from None
     got = h.hexdigest()
+    if h5_sha256 is None:
+        return got
     if not isinstance(h5_sha256, str) or got != h5_sha256.lower():
         raise ExportError(f"{export_path}: stale export: made from an H5 with sha256 "
                           f"{str(h5_sha256)[:16]}..., but {model_path} has {got[:16]}...; "
                           f"export it again: python -m ser.export {model_path}")
+    return got
+
+
+def _verified_record(h5_sha256: str, export_sha256: str) -> Path:
+    return files.cache_dir() / "verified" / f"{h5_sha256}-{export_sha256}"
+
+
+def is_verified(h5_sha256: str, export_sha256: str) -> bool:
+    """Whether this installation made, or re-made and compared, this export of this H5."""
+    return _verified_record(h5_sha256, export_sha256).is_file()
+
+
+def record_verified(h5_sha256: str, export_sha256: str) -> None:
+    """Remember that the export ``export_sha256`` is this installation's conversion of the
+    H5 ``h5_sha256`` (an empty file named by both digests, in :func:`ser.files.cache_dir`)."""
+    try:
+        rec = _verified_record(h5_sha256, export_sha256)
+        rec.parent.mkdir(parents=True, exist_ok=True)
+        rec.touch()
+    except OSError:
+        pass          # a read-only home: verified again next time
+
+
+VERIFY_EXIT_DIFFERS = 3
+
+
+def reexport_matches(model_path: str | os.PathLike, export_path: str | os.PathLike) -> bool:
+    """Convert the H5 again (:func:`convert`, in this process) and compare with the bytes of
+    ``export_path``; the same bytes are recorded (:func:`record_verified`)."""
+    blob = read_regular(export_path, max_bytes=EXPORT_MAX_BYTES, error=ExportError,
+                        kind="exported model")
+    h5_sha = check_source(model_path, export_path, None)
+    same = convert(load_h5(model_path)) == blob
+    if same:
+        record_verified(h5_sha, sha256_bytes(blob))
+    return same
+
+
+def verify_in_subprocess(model_path: str | os.PathLike, export_path: str | os.PathLike
+                         ) -> None:
+    """Re-export ``model_path`` in a child process (``python -m ser.export --verify``) and
+    compare with ``export_path``; :class:`UnverifiedExport` (one line) when the bytes differ
+    or the check cannot run."""
+    import subprocess
+    import sys
+    root = str(Path(__file__).resolve().parents[1])   # ser importable from any folder
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    try:
+        r = subprocess.run([sys.executable, "-m", "ser.export", "--verify", "--export",
+                            str(export_path), str(model_path)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                           timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UnverifiedExport(f"{export_path}: cannot check it against {model_path} "
+                               f"({type(e).__name__})") from None
+    if r.returncode == VERIFY_EXIT_DIFFERS:
+        raise UnverifiedExport(f"{export_path}: not the conversion of {model_path} (converted "
+                               f"again here, it differs: another network, or another "
+                               f"converter version)")
+    if r.returncode != 0:
+        lines = (r.stderr or "").strip().splitlines()
+        raise UnverifiedExport(f"{export_path}: cannot check it against {model_path} "
+                               f"({lines[-1] if lines else f'exit {r.returncode}'})")
+
+
+def _verify(models: list[Path], export: Path | None) -> int:
+    """``--verify``: each model's export against its H5 converted again; the exit status."""
+    import sys
+    status = 0
+    for h5 in models:
+        lite = export or tflite_path(h5)
+        try:
+            if is_verified(check_source(h5, lite, None), sha256_bytes(read_regular(
+                    lite, max_bytes=EXPORT_MAX_BYTES, error=ExportError))):
+                print(f"{h5}: {lite.name} verified (recorded)", flush=True)
+                continue
+            same = reexport_matches(h5, lite)
+        except (OSError, ValueError) as e:
+            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                  file=sys.stderr, flush=True)
+            status = max(status, 1)
+            continue
+        print(f"{h5}: {lite.name} " + ("verified: the conversion of the H5" if same else
+                                        "DIFFERS from the conversion of the H5"), flush=True)
+        if not same:
+            status = VERIFY_EXIT_DIFFERS
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,7 +517,19 @@ def main(argv: list[str] | None = None) -> int:
                                              "TFLite for TensorFlow-free prediction: writes "
                                              "X.tflite beside X.h5 and records it in X.json.")
     ap.add_argument("models", nargs="+", type=Path, metavar="MODEL.h5")
+    ap.add_argument("--verify", action="store_true",
+                    help="instead: convert each model's H5 again and compare with its export "
+                         "(once per installation: a verified pair is recorded); exit 0 the "
+                         f"same bytes, {VERIFY_EXIT_DIFFERS} different, 1 not checked. The "
+                         "predictor does this before it trusts an export it did not make")
+    ap.add_argument("--export", type=Path, metavar="X.tflite",
+                    help="with --verify and one model: the export to compare (default: the "
+                         ".tflite beside it)")
     args = ap.parse_args(argv)
+    if args.verify:
+        if args.export is not None and len(args.models) != 1:
+            ap.error("--export goes with one model")
+        return _verify(args.models, args.export)
     failed = 0
     for h5 in args.models:
         try:

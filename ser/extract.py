@@ -12,8 +12,8 @@ import numpy as np
 
 from ser import encoder as byols_encoder
 from ser import files as ser_files
-from ser.audio import AudioError, check_signal, load_audio
-from ser.augment import AUGMENT_SPEED, AUGMENT_VERSION, augment
+from ser.audio import DEFAULT_MAX_SECONDS, AudioError, check_signal, load_audio
+from ser.augment import AUGMENT_SPEED, AUGMENT_VERSION, augment, check_copy_level
 from ser.cluster import run_tasks
 from ser.corpora import (
     RavdessName,
@@ -67,6 +67,16 @@ def _cache_file(cache_dir: Path, base: str, key: str) -> Path:
     return cache_dir / f"{base}-{params_hash(params)}" / key[:2] / f"{key}{CACHE_SUFFIX}"
 
 
+class NoRowsError(ValueError):
+    """No file gave a feature row; ``skipped`` holds the one-line reason of every file."""
+
+    def __init__(self, skipped: list[str], outputs: list[Path]):
+        self.skipped = list(skipped)
+        kept = ", ".join(str(o) for o in outputs if o.exists())
+        super().__init__(f"no file gave features ({len(self.skipped)} skipped); nothing was "
+                         f"written" + (f", {kept} left as it was" if kept else ""))
+
+
 class BadCacheEntry(ValueError):
     """A cache entry that is damaged (wrong size, checksum, or values): recomputed."""
 
@@ -101,14 +111,15 @@ def _cache_lookup(path: Path, dim: int, bad: list[str]) -> np.ndarray | None:
 
 
 def _process(path: str, rel: str, todo: list[str], cache_dir: str | None,
-             key: str | None = None) -> tuple:
-    """Worker: load one file, compute the missing base sets, cache them (``key``: the file's
-    cache key, as the parent computed it for the look-up; computed here when not given).
+             key: str | None = None, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> tuple:
+    """Worker: load one file (at most ``max_seconds`` long, judged from its header), compute
+    the missing base sets, cache them (``key``: the file's cache key, as the parent computed
+    it for the look-up; computed here when not given).
 
     Returns ``(rel, {set: vector}, None)`` or ``(rel, None, error message)``.
     """
     try:
-        y = load_audio(path)
+        y = load_audio(path, max_seconds=max_seconds)
         check_signal(y, name=path)
         vecs = extract_features(y, sets=tuple(todo))
     except (AudioError, ValueError) as e:
@@ -176,7 +187,8 @@ def _aug_cache_file(cache_dir: Path, base: str, key: str, copy: int) -> Path:
 
 
 def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
-                 cache_dir: str | None) -> tuple:
+                 cache_dir: str | None, max_seconds: float | None = DEFAULT_MAX_SECONDS
+                 ) -> tuple:
     """Worker: the missing (copy, base set) features of one file's augmented copies.
 
     Each copy stands or falls alone (a copy the gain made silent does not take the file's
@@ -185,12 +197,13 @@ def _process_aug(path: str, rel: str, actor: int, todo: list[tuple[int, str]],
     """
     out, errors = {}, []
     try:
-        y = load_audio(path)
+        y = load_audio(path, max_seconds=max_seconds)
     except Exception as e:   # a worker must never take the run down
         return rel, out, [f"{path}: augmented copies: {e}"]
     for copy in sorted({c for c, _ in todo}):
         try:
             ya = augment(y, actor=actor, copy=copy, rel=rel)
+            check_copy_level(ya)
             vecs = extract_features(ya, sets=tuple(b for c, b in todo if c == copy))
         except (AudioError, ValueError) as e:
             errors.append(f"{path}: augmented copy {copy}: {e}")
@@ -237,7 +250,8 @@ def collect_files(features_dir: Path) -> tuple[list[tuple[Path, str, RavdessName
 
 def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: Path | None,
                *, jobs: int, backend: str | None, scheduler: str | None, see: Path,
-               progress: bool, bad: list[str]) -> tuple[dict, list[str], int]:
+               progress: bool, bad: list[str], max_seconds: float | None
+               ) -> tuple[dict, list[str], int]:
     """``{rel: {(copy, base set): vector}}`` for copies 1..``copies`` of every row (from the
     cache or computed), the one-line messages of the copies that failed (e.g. made silent by
     the gain: those rows keep their original features as the copy, so the arrays stay
@@ -258,11 +272,11 @@ def _augmented(rows, originals: dict, bases: list[str], copies: int, cache_dir: 
         aug[rel] = have
         if todo:
             tasks.append((str(path), rel, name.actor, todo,
-                          str(cache_dir) if cache_dir is not None else None))
+                          str(cache_dir) if cache_dir is not None else None, max_seconds))
     failed = []
     for rel, vecs, errors in run_tasks(_process_aug, tasks, jobs=jobs, backend=backend,
                                         scheduler=scheduler, see=see, desc="augmented copies",
-                                        progress=progress):
+                                        progress=progress, single_threaded=True):
         failed += errors
         aug[rel].update(vecs)
     for _, rel, _ in rows:
@@ -275,7 +289,8 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             feature_sets: list[str] = ("mfcc",), jobs: int = -1, use_cache: bool = True,
             progress: bool = True, out_dir: str | os.PathLike | None = None,
             backend: str | None = None, scheduler: str | None = None,
-            augment: int = 0, csv: str | os.PathLike | None = None) -> dict:
+            augment: int = 0, csv: str | os.PathLike | None = None,
+            max_seconds: float | None = DEFAULT_MAX_SECONDS) -> dict:
     """Extract ``feature_sets`` for every file and write the ``.joblib`` outputs.
 
     The files are those of the ``Actor_XX`` folders under ``features_dir``, or with ``csv``
@@ -287,6 +302,9 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
     ``features_<set>_aug.joblib``: ``X`` of shape (N, n_files, dim), row-aligned with
     ``features_<set>.joblib`` (same ``path`` order), for training folds only.
 
+    A file longer than ``max_seconds`` (judged from its header before decoding) or whose
+    header states a rate outside 4-384 kHz is skipped with a one-line reason.
+
     With ``scheduler`` (a Dask scheduler address) the files not in the cache are processed by
     that cluster's workers (joblib's ``dask`` backend); the outputs are the same.
 
@@ -295,6 +313,11 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
     dict
         ``files`` (rows written), ``computed`` (files actually processed this run),
         ``skipped`` (list of one-line messages), ``seconds``, ``outputs`` (paths).
+
+    Raises
+    ------
+    NoRowsError
+        Every file was skipped: nothing is written, the previous outputs stay as they were.
     """
 
     t0 = time.perf_counter()
@@ -360,7 +383,7 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             todo = list(bases)
         results[rel] = have
         if todo:
-            tasks.append((str(path), rel, todo, None, None))
+            tasks.append((str(path), rel, todo, None, None, max_seconds))
             if key:
                 keys[rel] = key
 
@@ -373,7 +396,8 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
                                      scheduler=scheduler, see=features_dir,
                                      desc="features", progress=progress,
                                      librosa=False,   # no set needs librosa
-                                     batch=_batch_size(len(tasks), jobs)):
+                                     batch=_batch_size(len(tasks), jobs),
+                                     single_threaded=True):
         if err:
             errors[rel] = err
         else:
@@ -384,15 +408,15 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
     skipped += [errors[rel] for _, rel, _ in files if rel in errors]
 
     rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
+    if not rows:          # never replace a good features file with an empty one
+        raise NoRowsError(skipped, [output_path(out_dir, f) for f in feature_sets])
     pending: list[tuple[dict, Path]] = []     # (data, destination), written all together
     n_augmented, fallbacks = 0, []
     for f in feature_sets:
-        if rows:
-            X = np.stack([set_vector(f, results[rel].__getitem__) for _, rel, _ in rows])
-        else:
-            X = np.zeros((0, FEATURE_DIMS[f]), np.float32)
+        X = np.stack([set_vector(f, results[rel].__getitem__) for _, rel, _ in rows])
         X = X.astype(np.float32)
-        assert np.all(np.isfinite(X))
+        if not np.all(np.isfinite(X)):   # every vector was checked: a bug, not bad input
+            raise RuntimeError(f"{f}: non-finite feature values reached the output")
         data = {"X": X,
                 "y": np.array([n.label for _, _, n in rows], dtype=np.int64),
                 "meta": {"path": np.array([rel for _, rel, _ in rows]),
@@ -407,10 +431,11 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
                                               for _, rel, n in rows])},
                 "feature": f, "params": feature_params(f)}
         pending.append((data, output_path(out_dir, f)))
-    if augment > 0 and rows:
+    if augment > 0:
         aug, fallbacks, n_augmented = _augmented(
             rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
-            scheduler=scheduler, see=features_dir, progress=progress, bad=bad)
+            scheduler=scheduler, see=features_dir, progress=progress, bad=bad,
+            max_seconds=max_seconds)
         for f in feature_sets:
             Xa = np.stack([np.stack([set_vector(f, lambda b: aug[rel][c, b])
                                      for _, rel, _ in rows])

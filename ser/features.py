@@ -29,7 +29,7 @@ from ser.audio import (
     N_FFT,
     SAMPLE_RATE,
     AudioError,
-    check_signal,
+    check_samples,
 )
 
 N_MFCC = 40
@@ -591,7 +591,7 @@ def extract_features(y: np.ndarray, *, sr: int = SAMPLE_RATE,
     unknown = [s for s in sets if s not in SETS]
     if unknown:
         raise ValueError(f"unknown feature set(s) {unknown} (choose from {FEATURE_SETS})")
-    check_signal(y)
+    check_samples(y)
     need = {p for s in sets for p in parts_of(s)}
     u = Utterance(np.asarray(y, dtype=np.float32), sr)
     out = {name: SETS[name].compute(u) for name in CACHED_FEATURES if name in need}

@@ -75,37 +75,79 @@ def check_writable(folder: str | os.PathLike, *, what: str = "output folder",
 
 def keep_previous(path: str | os.PathLike, *, companions: tuple[str, ...] = (".json",)
                   ) -> Path | None:
-    """Move ``path`` (and files beside it with the ``companions`` suffixes) into
+    """Keep ``path`` (and files beside it with the ``companions`` suffixes) as
     ``<folder>/previous/<stem>.<time>.<suffix>`` before it is replaced.
 
+    The kept files are hard links to the same bytes: no copy, so no room is needed and a full
+    disk cannot leave a truncated copy behind; the caller must then replace the originals by
+    renaming new files onto them (:func:`atomic_path`), never by writing into them. Where the
+    file system has no hard links, each file is copied under a temporary name (after checking
+    the room) and renamed into place. Either way the set is kept whole or not at all.
+
     Returns the kept copy of ``path``, or ``None`` if there was nothing to keep.
+
+    Raises
+    ------
+    OutputError
+        The files cannot be kept (one line naming the folder and the reason); nothing of
+        them is left in ``previous/``.
     """
     path = Path(path)
     if not path.exists():
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
     dest_dir = path.parent / "previous"
-    dest_dir.mkdir(exist_ok=True)
     base = f"{path.stem}.{stamp}"
     n = 1
     while (dest_dir / f"{base}{path.suffix}").exists():
         n += 1
         base = f"{path.stem}.{stamp}-{n}"
-    kept = dest_dir / f"{base}{path.suffix}"
-    for suffix in companions:
-        side = path.with_suffix(suffix)
-        if side.exists():
-            shutil.copy2(side, dest_dir / f"{base}{suffix}")
-    shutil.copy2(path, kept)
-    return kept
+    pairs = [(path.with_suffix(s), dest_dir / f"{base}{s}") for s in companions
+             if path.with_suffix(s).exists()]
+    pairs.append((path, dest_dir / f"{base}{path.suffix}"))
+    done: list[Path] = []
+    try:
+        dest_dir.mkdir(exist_ok=True)
+        for src, dst in pairs:
+            _link_or_copy(src, dst)
+            done.append(dst)
+    except OSError as e:
+        for d in done:
+            d.unlink(missing_ok=True)
+        raise OutputError(e.errno, f"cannot keep the file to be replaced: "
+                          f"{describe_os_error(e, dest_dir)}; nothing was replaced") from None
+    return pairs[-1][1]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src``; where links are not supported, an atomic copy."""
+    try:
+        os.link(src, dst)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP,
+                           errno.EOPNOTSUPP):
+            raise
+    need = src.stat().st_size + MIN_FREE_BYTES
+    free = shutil.disk_usage(dst.parent).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"only {free / 2 ** 20:.1f} MB free, "
+                                    f"{need / 2 ** 20:.0f} MB needed")
+    with atomic_path(dst) as tmp:
+        shutil.copy2(src, tmp)
 
 
 # --------------------------------------------------------------------------------------------
 # Pickles this installation wrote
 # --------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """This installation's own records: ``~/.cache/ser`` (``$SER_CACHE_DIR``), outside every
+    folder a file received from elsewhere could be put in."""
+    return Path(os.environ.get(ENV_CACHE_DIR) or Path.home() / ".cache" / "ser")
+
+
 def _record_dir() -> Path:
-    base = Path(os.environ.get(ENV_CACHE_DIR) or Path.home() / ".cache" / "ser")
-    return base / "written"
+    return cache_dir() / "written"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -162,7 +204,7 @@ def load_trusted(path: str | os.PathLike, *, trust: bool = False, hint: str = ""
         One line naming the file, why it is refused and how to proceed.
     """
     import joblib
-    path = Path(path)
+    path = check_regular_file(path, kind="feature file")   # a FIFO would block the read
     if not trust and not is_trusted(path):
         raise UntrustedFileError(
             f"{path}: not written by this installation (a .joblib file is a pickle and "
@@ -174,6 +216,70 @@ def load_trusted(path: str | os.PathLike, *, trust: bool = False, hint: str = ""
 def os_reason(e: OSError) -> str:
     """An OSError's reason in words ("permission denied"), for one-line messages."""
     return (e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)).lower()
+
+
+def regular_file_problem(path: str | os.PathLike, *, kind: str = "file") -> str | None:
+    """Why ``path`` cannot be read as a non-empty regular file, from ``stat`` alone (nothing
+    is opened: a FIFO would block an open, a device would be read without end); ``None``
+    when it can. ``kind`` names what was expected ("audio file", "model", ...)."""
+    import stat
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "file not found"
+    except PermissionError:
+        return "cannot read the file (permission denied on a folder above it)"
+    except OSError as e:
+        return f"cannot read the file ({os_reason(e)})"
+    if stat.S_ISDIR(st.st_mode):
+        return f"a folder, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                "a character device" if stat.S_ISCHR(st.st_mode) else
+                "a block device" if stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "a special file")
+        return f"not a regular file ({what})"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def check_regular_file(path: str | os.PathLike, error: type[Exception] = ValueError, *,
+                       kind: str = "file") -> Path:
+    """``path`` if :func:`regular_file_problem` finds nothing, else ``error("<path>: <why>")``
+    (:class:`FileNotFoundError` where there is no such file)."""
+    why = regular_file_problem(path, kind=kind)
+    if why == "file not found":
+        raise FileNotFoundError(f"{path}: {kind} not found")
+    if why:
+        raise error(f"{path}: {why}")
+    return Path(path)
+
+
+def read_regular(path: str | os.PathLike, *, max_bytes: int,
+                 error: type[Exception] = ValueError, kind: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, read with a bound: a FIFO, a
+    device, a folder or a larger file is refused (``error``, one line naming the file)
+    before more than ``max_bytes + 1`` bytes are read."""
+    import stat
+    check_regular_file(path, error, kind=kind)
+    if os.stat(path).st_size > max_bytes:        # known too large: nothing read
+        raise error(f"{path}: larger than {max_bytes} bytes, more than a {kind} can be")
+    try:
+        # O_NONBLOCK: were the name swapped for a FIFO since the check, open would not block
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise error(f"{path}: cannot read the file ({os_reason(e)})") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise error(f"{path}: not a regular file")
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as e:
+            raise error(f"{path}: cannot read the file ({os_reason(e)})") from None
+    if len(data) > max_bytes:
+        raise error(f"{path}: larger than {max_bytes} bytes, more than a {kind} can be")
+    return data
 
 
 @contextmanager

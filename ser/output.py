@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ser import files
+from ser.console import csv_cell, from_csv_cell, printable
 from ser import timeline as tl
 
 FORMATS = ("csv", "json", "txt")
@@ -136,10 +137,11 @@ def _check_rows(rows) -> list[dict]:
 
 def _text_line(r: Mapping, top: int = 3) -> str:
     if r.get("emotion") is None:
-        return f"{r['file']}: error: {r.get('error')}"
+        return f"{printable(r['file'])}: error: {printable(r.get('error'))}"
     others = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[1:top]
     rest = ", ".join(f"{k} {v:.2f}" for k, v in others)
-    return f"{r['file']}: {r['emotion']} {r['confidence']:.2f}" + (f"  ({rest})" if rest else "")
+    return (f"{printable(r['file'])}: {r['emotion']} {r['confidence']:.2f}"
+            + (f"  ({rest})" if rest else ""))
 
 
 def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: str = "csv",
@@ -172,9 +174,9 @@ def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: s
         w.writerow(["file", "emotion", "confidence", *labels, "error"])
         for r in rows:
             probs = r.get("probabilities") or {}
-            w.writerow([r["file"], r.get("emotion") or "",
+            w.writerow([csv_cell(r["file"]), r.get("emotion") or "",
                         "" if r.get("confidence") is None else r["confidence"],
-                        *[probs.get(k, "") for k in labels], r.get("error") or ""])
+                        *[probs.get(k, "") for k in labels], csv_cell(r.get("error") or "")])
         text = buf.getvalue()
     _write_text(dest, text)
     return dest
@@ -186,6 +188,8 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
     rows, labels = _read_rows(path, "read_predictions", first_label=3)
     if labels is None:
         return rows
+    for d in rows:
+        d["file"], d["error"] = from_csv_cell(d["file"]), from_csv_cell(d["error"])
     return [{"file": d["file"], "error": d["error"]} if d["error"] else
             {"file": d["file"], "emotion": d["emotion"], "confidence": float(d["confidence"]),
              "probabilities": {k: float(d[k]) for k in labels if d[k] != ""}} for d in rows]
@@ -256,7 +260,7 @@ def write_timeline(records: Iterable, folder: str | os.PathLike, stem: str, fmt:
         _write_text(data_path, "".join(json.dumps({**front, **r.as_dict()}) + "\n"
                                        for r in records))
     else:
-        head = f"# {source}\n" if source is not None else ""
+        head = f"# {printable(source)}\n" if source is not None else ""
         _write_text(data_path, head + tl.format_table(records) + "\n")
     written = [data_path]
     if png and duration > 0:
@@ -288,7 +292,7 @@ def read_timeline(path: str | os.PathLike) -> list[dict]:
     return [{"start": float(d["start"]), "end": float(d["end"]),
              "emotion": d["emotion"] or None, "confidence": _number(d["confidence"]),
              "probabilities": {k: float(d[k]) for k in labels if d[k] != ""},
-             "error": d["error"] or None} for d in rows]
+             "error": from_csv_cell(d["error"]) or None} for d in rows]
 
 
 def _tl_write(writer, *args, **kw) -> None:

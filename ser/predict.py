@@ -10,6 +10,7 @@ import numpy as np
 
 from ser.adaptation import ADAPTATIONS
 from ser.audio import (
+    DEFAULT_MAX_SECONDS,
     MIN_SAMPLES,
     SAMPLE_RATE,
     AudioError,
@@ -18,16 +19,21 @@ from ser.audio import (
     load_audio,
     resample,
 )
-from ser.checkpoint import load_model, model_input, read_sidecar, sidecar_path
-from ser.console import import_keras, stderr_silenced
+from ser.checkpoint import (
+    check_model_file,
+    load_model,
+    model_input,
+    read_sidecar,
+    sidecar_path,
+)
+from ser.console import import_keras, info, stderr_silenced
 from ser.corpora import EMOTIONS, N_CLASSES
 from ser.calibration import apply_temperature
-from ser.export import ExportMissing, load_exported, sidecar_entry
+from ser.export import ExportMissing, UnverifiedExport, load_exported, sidecar_entry
 from ser.features import extract_features
 from ser.paths import DEFAULT_MODEL
 
 MIN_SPEECH_SECONDS = 0.25      # shorter clips are "no speech detected", not a guess
-DEFAULT_MAX_SECONDS = 600.0    # longer files are refused (judged whole: ~3-7 GB an hour of audio)
 
 
 class ModelError(Exception):
@@ -210,9 +216,7 @@ class Predictor:
         runner = None
         try:
             # Cheap checks first, so that a wrong --model fails before TensorFlow is imported.
-            if not self.model_path.exists():
-                raise FileNotFoundError(f"{self.model_path}: model file not found (train one "
-                                        f"with neural_network.py, or pass --model)")
+            check_model_file(self.model_path)     # a FIFO would block h5py for ever
             meta = read_sidecar(self.model_path)
             if backend != "tf" and sidecar_entry(meta) is not None:
                 runner = self._exported(meta, backend)
@@ -268,6 +272,12 @@ class Predictor:
         try:
             return load_exported(self.model_path, meta)
         except ExportMissing:
+            return None
+        except UnverifiedExport as e:     # what runs must be what the H5 says
+            if backend == "litert":
+                raise
+            info(f"note: {e}; serving its H5 instead (python -m ser.export "
+                 f"{self.model_path} makes this installation's own export)")
             return None
 
     def _load_keras(self, meta: dict):
@@ -326,6 +336,9 @@ class Predictor:
         if self._softmax:
             P = np.exp(P - P.max(axis=-1, keepdims=True))
             P /= P.sum(axis=-1, keepdims=True)
+        if not np.all(np.isfinite(P)):    # never a "nan" answer, nor NaN in --json
+            raise ModelError(f"{self.model_path}: the model's output is not finite (NaN or "
+                             f"infinite) for this input; its weights or sidecar are damaged")
         if self.temperature != 1.0:
             P = apply_temperature(P, self.temperature)
         return [Prediction.from_probs(p, self.labels, min_confidence=self.min_confidence)

@@ -22,7 +22,7 @@ from ser.audio import (
     speech_level_db,
     trim_silence,
 )
-from ser.console import err, info
+from ser.console import err, info, printable
 from ser.files import atomic_path
 from ser.predict import (
     Prediction,
@@ -122,7 +122,7 @@ def run_files(predictor: Predictor | None, inputs: Inputs, args) -> int:
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{path}: {format_prediction(res, args.top)}", flush=True)
+            print(f"{printable(path)}: {format_prediction(res, args.top)}", flush=True)
     _summary(inputs, judged, failed)
     if args.output_dir is not None:
         try:
@@ -187,7 +187,7 @@ def run_timeline(predictor: Predictor, inputs: Inputs, args) -> int:
             for seg in run:
                 head = None
                 if not records:
-                    head = f"{path}:\n{_table_head(args)}"
+                    head = f"{printable(path)}:\n{_table_head(args)}"
                 records.append(seg)
                 _print_segment(seg, args, path, header=head)
         except tl.TimelineError as e:          # unreadable, truncated, NaN samples, ...

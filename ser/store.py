@@ -31,9 +31,14 @@ def output_bytes(n_files: int, feature_sets: list[str], augment: int) -> int:
     return 2 * 4 * n_files * dims * (1 + augment) + ser_files.MIN_FREE_BYTES
 
 
+PREVIOUS_DIRNAME = ".previous"
+
+
 def write_all(pending: list[tuple[dict, Path]]) -> list[Path]:
     """Write every output under a temporary name, then move them all into place; a failure
-    (a full disk, a folder in the way) restores the previous outputs: never a partial set."""
+    (a full disk, a folder in the way) restores the previous outputs: never a partial set.
+    A file replaced is kept as ``<folder>/.previous/<name>`` (the last one replaced; a hard
+    link, so it costs no room), where a mistaken run cannot take it."""
     def temp(dest: Path, kind: str) -> Path:   # names clean_stale_tmp recognises
         return dest.with_name(f".{dest.name}.{os.getpid()}.{os.urandom(4).hex()}.{kind}")
 
@@ -60,6 +65,15 @@ def write_all(pending: list[tuple[dict, Path]]) -> list[Path]:
                 done.unlink()
         raise ser_files.OutputError(e.errno, f"{ser_files.describe_os_error(e, dest)}; no "
                                     f"feature file was written or changed") from None
+    else:
+        for done, backup in backups.items():     # all in place: the old ones to .previous/
+            if backup is not None:
+                try:
+                    keep = done.parent / PREVIOUS_DIRNAME
+                    keep.mkdir(exist_ok=True)
+                    os.replace(backup, keep / done.name)
+                except OSError:
+                    pass    # the new outputs are in place; the old one goes with its backup
     finally:
         for p in [*tmps, *(b for b in backups.values() if b is not None)]:
             p.unlink(missing_ok=True)

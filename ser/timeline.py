@@ -36,6 +36,7 @@ import numpy as np
 
 from ser import files, vad
 from ser.audio import AudioError, BlockResampler, check_readable_file
+from ser.console import csv_cell, printable
 from ser.files import atomic_path
 
 ANALYSIS_RATE = 22050            # the models' rate (the project's SAMPLE_RATE)
@@ -540,7 +541,8 @@ def write_csv(records: Iterable[Segment], path: str | os.PathLike) -> Path:
         d = r.as_dict()
         w.writerow([d["start"], d["end"], d["emotion"] or "",
                     "" if d["confidence"] is None else d["confidence"],
-                    *[d["probabilities"].get(k, "") for k in labels], d["error"] or ""])
+                    *[d["probabilities"].get(k, "") for k in labels],
+                    csv_cell(d["error"] or "")])
     with _atomic(path) as tmp:
         tmp.write_text(out.getvalue(), encoding="utf-8")
     return Path(path)
@@ -565,7 +567,7 @@ def format_row(r: Segment, *, top: int = 3) -> str:
     r = _record(r, 0)
     span = f"{_clock(r.start)}-{_clock(r.end)}"
     if r.emotion is None:
-        return f"{span}  {'-':10s} {'':>5s}  ({r.error})"
+        return f"{span}  {'-':10s} {'':>5s}  ({printable(r.error)})"
     best = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:top]
     bar = "#" * int(round(10 * (r.confidence or 0)))
     return (f"{span}  {r.emotion:10s} {r.confidence:5.2f}  {bar:10s}  "

@@ -27,6 +27,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ser.audio import MAX_RATE, MIN_RATE
+
 VAD_RATE = 16000                 # the rate the model runs at (it also has an 8 kHz variant)
 WINDOW = 512                     # samples per model window at VAD_RATE (32 ms)
 WINDOW_SECONDS = WINDOW / VAD_RATE
@@ -35,7 +37,6 @@ HYSTERESIS = 0.15                # speech goes on while the probability stays >=
 DEFAULT_MIN_SPEECH = 0.25        # s: shorter regions are dropped (clicks, breaths)
 DEFAULT_MIN_SILENCE = 0.3        # s: a pause must last this long to end a region
 DEFAULT_PAD = 0.05               # s: added before and after each region (within the audio)
-MIN_RATE, MAX_RATE = 4000, 384000
 
 
 class VADError(RuntimeError):
