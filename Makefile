@@ -40,21 +40,21 @@ data: setup
 tess: setup
 	$(PY) tess_pipeline.py
 
-# every feature set, then 4 augmented copies of the pooled statistics (training data only)
+# every feature set (augmented copies, --augment N, are not part of the shipped recipes)
 features: setup
 	$(PY) create_features.py --feature all
-	$(PY) create_features.py --feature stats --augment 4
 
-# an evaluation run (reports in media/), then the shipped models on all the data
-STATS_MODEL := --model mlp --ensemble 5 --feature stats --augment 4 --all-data
-# the adaptive model: the pooled statistics and the BYOL-S encoder's, per-speaker normalisation
-# (augmented copies measured no better on the validation actors: 0.752 vs 0.755)
-ADAPTIVE_MODEL := --model mlp --ensemble 5 --feature stats_byols --norm speaker --all-data
+# an evaluation run (reports in media/), then the shipped models on all the data.
+# The recommended model: five MLPs on the pooled statistics and Whisper tiny.en's encoder, both
+# through the speech front end (ser/frontend.py) (docs/results.md).
+RECOMMENDED := --model mlp --ensemble 5 --feature stats_whisper
+# the adaptive model: the same features, per-speaker normalisation
+ADAPTIVE := --model mlp --ensemble 5 --feature stats_whisper --norm speaker
 train: setup
 	$(PY) neural_network.py --no-save $(TRAIN_ARGS)
 	$(PY) neural_network.py --model improved_cnn --all-data
-	$(PY) neural_network.py $(STATS_MODEL) --save models/emotion_mlp_stats.h5
-	$(PY) neural_network.py $(ADAPTIVE_MODEL) --save models/emotion_mlp_stats_byols_speaker.h5
+	$(PY) neural_network.py $(RECOMMENDED) --all-data --save models/emotion_mlp_stats_whisper.h5
+	$(PY) neural_network.py $(ADAPTIVE) --all-data --save models/emotion_mlp_stats_whisper_speaker.h5
 
 plot: setup
 	$(PY) plot_model.py
@@ -65,7 +65,7 @@ DEMO = $(foreach e,01 03 04 05,$(firstword $(wildcard features/Actor_01/03-01-$(
           $(wildcard features/Actor_01/03-01-$(e)-01-01-01-01.*)))
 predict: setup
 	@echo "true labels: neutral, happy, sad, angry"
-	$(PY) live_predictions.py --model models/emotion_mlp_stats.h5 $(DEMO)
+	$(PY) live_predictions.py --model models/emotion_mlp_stats_whisper.h5 $(DEMO)
 
 test: setup
 	$(PY) -m pytest -q -rs tests

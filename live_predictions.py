@@ -46,7 +46,7 @@ an output folder that cannot be written, no audio file in the inputs).
 Library use::
 
     from ser.predict import Predictor
-    p = Predictor("models/emotion_mlp_stats.h5")
+    p = Predictor("models/emotion_mlp_stats_whisper.h5")
     p.predict_file("clip.wav").emotion
     p.predict_signal(y, sr=16000).probabilities
 """

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-data", action="store_true",
                    help="train the chosen model on every row of the subset (no test part) "
                         "and save it; the shipped model is made this way")
+    p.add_argument("--exclude-actors", default="", metavar="N,N,...",
+                   help="with --all-data: leave these actors' rows out, to measure the model "
+                        "on voices it never heard (benchmarks/bench_invariance.py --actors)")
     p.add_argument("--save", type=Path, default=None,
                    help=f"where to save the model (default {DEFAULT_MODEL.relative_to(ROOT)}"
                         " for the improved CNN with the recipe's options, models/<model>.h5 "
@@ -108,7 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the options that make a run the shipped recipe when they keep their defaults
 RECIPE_OPTIONS = ("feature", "subset", "epochs", "batch_size", "learning_rate", "patience",
-                  "norm", "augment", "ensemble", "seed", "features_dir")
+                  "norm", "augment", "ensemble", "seed", "features_dir", "exclude_actors")
+
+
+def _actors(text: str) -> list[int]:
+    try:
+        return [int(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise ValueError(f"--exclude-actors takes actor numbers separated by commas, got "
+                         f"{text!r}") from None
 
 
 def experimental_options(args, parser) -> list[str]:
@@ -180,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             train_final(models[0], subset=args.subset, feature=args.feature, cfg=cfg,
                         out=save_to,
                         features_dir=args.features_dir,
+                        exclude_actors=_actors(args.exclude_actors),
                         epochs=args.epochs if args.epochs != 150 else None,
                         protocol_record=_protocol_records(args.media_dir, models[0],
                                                           args.subset, args.feature, cfg.norm,

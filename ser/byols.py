@@ -29,13 +29,13 @@ import functools
 import io
 import os
 import pickle
-import sys
 import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from ser.fetch import FetchError, retrieve  # noqa: F401  (FetchError: part of this API)
 from ser.files import require_sha256, sha256_file
 
 # --------------------------------------------------------------------------------------------
@@ -96,10 +96,6 @@ POOLINGS = {"maxmean": EMBED_DIM, "maxmean_std": 2 * EMBED_DIM, "mean_std": 2 * 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and the rule broken."""
-
-
-class FetchError(RuntimeError):
-    """The checkpoint could not be downloaded; the message names the URL and the reason."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,44 +371,8 @@ def fetch_checkpoint(*, url: str = URL, path: str | os.PathLike | None = None,
     if not isinstance(url, str) or not url:
         raise FetchError(f"no URL to download the checkpoint from (url={url!r})")
     import pooch
-    import requests
     folder = Path(cache_dir) if cache_dir is not None else Path(pooch.os_cache("ser"))
-    try:
-        fetched = pooch.retrieve(url, known_hash="sha256:" + SHA256, path=folder, fname=FNAME,
-                                 progressbar=_stderr_is_tty())
-    except requests.exceptions.RequestException as e:
-        raise FetchError(f"{url}: download failed ({_reason(e)})") from None
-    except ValueError as e:     # pooch's hash mismatch (the temporary file is removed)
-        raise FetchError(f"{url}: {_one_line(e)}") from None
-    except OSError as e:        # a file-system error names its file; else ftp / sftp sockets
-        where = f"could not write into {folder}" if e.filename else "download failed"
-        raise FetchError(f"{url}: {where} ({_one_line(e)})") from None
-    return Path(fetched)
-
-
-def _stderr_is_tty() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _reason(e: BaseException) -> str:
-    """The innermost cause of a requests error (urllib3 wraps it twice), on one line."""
-    for _ in range(5):
-        inner = getattr(e, "reason", None)
-        if not isinstance(inner, BaseException) and e.args and isinstance(e.args[0],
-                                                                          BaseException):
-            inner = e.args[0]
-        if not isinstance(inner, BaseException) or inner is e:
-            break
-        e = inner
-    return _one_line(e)
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text or type(e).__name__
+    return retrieve(url, sha256=SHA256, folder=folder, fname=FNAME)
 
 
 # --------------------------------------------------------------------------------------------

@@ -289,6 +289,9 @@ def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None)
     for enc in encoders_named(meta.get("feature_params")):
         want = enc.get("encoder_sha256")
         name = enc.get("encoder_file", NPZ_NAME)
+        if enc.get("encoder") != NAME and want is not None:
+            _check_other_encoder(side, enc)
+            continue
         if enc.get("encoder") != NAME or want != NPZ_SHA256:
             raise EncoderError(f"{side}: the model was trained with encoder {name} of sha256 "
                                f"{want}, this version has {NPZ_NAME} of sha256 {NPZ_SHA256}; "
@@ -298,6 +301,19 @@ def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None)
                                f"them once with: python -m ser.encoder)",
                        mismatch=f"is not that of the encoder {model_path} was trained with "
                                 f"({want}); convert it again: python -m ser.encoder")
+
+
+def _check_other_encoder(side: Path, enc: dict) -> None:
+    """A sidecar's entry of an encoder of :mod:`ser.encoders` (Whisper): its weights must be
+    the ones this version pins (they are fetched and checked by sha256 at first use)."""
+    from ser.encoders import whisper
+    if enc.get("encoder") != whisper.NAME:
+        raise EncoderError(f"{side}: the model was trained with encoder {enc.get('encoder')!r}, "
+                           f"which this version does not have; retrain the model")
+    want, have = enc.get("encoder_sha256"), whisper.FILES["model.bin"][0]
+    if want != have:
+        raise EncoderError(f"{side}: the model was trained with {enc.get('encoder_file')} of "
+                           f"sha256 {want}, this version pins {have}; retrain the model")
 
 
 # --------------------------------------------------------------------------------------------

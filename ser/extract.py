@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import encoder as byols_encoder
 from ser import files as ser_files
 from ser.audio import DEFAULT_MAX_SECONDS, AudioError, check_signal, load_audio
 from ser.augment import AUGMENT_SPEED, AUGMENT_VERSION, augment, check_copy_level
@@ -27,7 +26,7 @@ from ser.features import (
     FEATURE_DIMS,
     extract_features,
     feature_params,
-    needs_encoder,
+    make_ready,
     params_hash,
     parts_of,
     set_vector,
@@ -49,8 +48,7 @@ def base_sets(feature_sets: list[str]) -> list[str]:
     for f in feature_sets:
         need |= set(parts_of(f))
     bases = [f for f in CACHED_FEATURES if f in need]
-    if any(needs_encoder(b) for b in bases):
-        byols_encoder.check_ready()
+    make_ready(bases)
     return bases
 
 

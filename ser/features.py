@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ser import encoder as byols_encoder  # the BYOL-S encoder's weights and feature set
+from ser import frontend
 from ser.audio import (
     HOP_LENGTH,
     MIN_SAMPLES,
@@ -30,6 +31,7 @@ from ser.audio import (
     SAMPLE_RATE,
     AudioError,
     check_samples,
+    resample,
 )
 
 N_MFCC = 40
@@ -414,6 +416,12 @@ class Utterance:
         return spectral_contrast(self.magnitude, self.sr, n_bands=N_CONTRAST_BANDS)
 
     @functools.cached_property
+    def speech(self) -> frontend.Speech:
+        """The utterance through the learned sets' speech front end (:mod:`ser.frontend`):
+        16 kHz, loudness-normalised, with its speech frames."""
+        return frontend.speech(self.y, self.sr)
+
+    @functools.cached_property
     def trimmed(self) -> "Utterance":
         """The utterance with its leading and trailing silence cut (:func:`trim`), or itself
         when nothing is cut or what is left is shorter than :data:`MIN_SAMPLES`."""
@@ -434,6 +442,7 @@ class FeatureSet:
     parts: tuple[str, ...] = ()  # composite sets: the cached sets concatenated, in order
     params: dict = field(default_factory=lambda: FEATURE_PARAMS)  # what defines its values
     encoder: bool = False        # needs the BYOL-S encoder's weights (ser/encoder.py)
+    ready: Callable[[], None] | None = None   # checks (or fetches) what compute needs, once
 
 
 def _mfcc(u: Utterance) -> np.ndarray:
@@ -449,21 +458,52 @@ def _contrast(u: Utterance) -> np.ndarray:
 
 
 def _stats(u: Utterance) -> np.ndarray:
-    return _pooled_stats(u.trimmed)
+    """Pooled statistics of the utterance through the speech front end: band-limited to
+    8 kHz, loudness-normalised, pooled over its speech frames only."""
+    sp = u.speech
+    v = Utterance(resample(sp.y, frontend.RATE, sr=u.sr), u.sr)
+    n = v.mfcc.shape[1]
+    return _pooled_stats(v, mask=sp.mask_at(n, HOP_LENGTH / u.sr))
+
+
+def _whisper(u: Utterance) -> np.ndarray:
+    """Whisper tiny.en's last encoder layer over the front end's audio, mean and std over its
+    speech frames (an encoder frame is 20 ms, centred 5 ms after its first mel frame)."""
+    from ser.encoders import whisper
+    sp = u.speech
+    frames = whisper.default_encoder().frames(sp.y, sr=frontend.RATE)
+    mask = sp.mask_at(frames.shape[0], 2 * whisper.HOP / whisper.SAMPLE_RATE, offset=0.005)
+    return whisper.pool(frames[mask], method=WHISPER_POOLING)
+
+
+def _whisper_ready() -> None:
+    from ser.encoders import whisper
+    whisper.default_encoder().check_weights()
+
+
+WHISPER_POOLING = "mean_std"
+
+
+def _whisper_params() -> dict:
+    from ser.encoders import whisper
+    return {**whisper.WhisperEncoder().params(), "pooling": WHISPER_POOLING,
+            "speech_frontend": frontend.PARAMS}
 
 
 def _byols(u: Utterance) -> np.ndarray:
     return byols_encoder.vector(u.y, u.sr)
 
 
-def _pooled_stats(u: Utterance) -> np.ndarray:
-    """Pooled statistics of frame features of the (trimmed) utterance ``u``, shape
+def _pooled_stats(u: Utterance, *, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pooled statistics of frame features of the utterance ``u``, shape
     (FEATURE_DIMS["stats"],): MFCC, deltas and delta-deltas, chroma (with the clip's own tuning
     estimated, librosa's default: measured +0.04 restricted UAR across corpora over a fixed
-    A440 grid), spectral contrast, RMS, ZCR, centroid, bandwidth, roll-off, flatness."""
+    A440 grid), spectral contrast, RMS, ZCR, centroid, bandwidth, roll-off, flatness; over
+    the frames of ``mask`` (bool, one per STFT frame) when given."""
     m = u.mfcc
     return pool_frames([m, delta(m, width=9), delta(m, width=9, order=2), u.chroma,
-                        u.contrast, *spectral_descriptors(u.y, u.magnitude, u.power, u.sr)])
+                        u.contrast, *spectral_descriptors(u.y, u.magnitude, u.power, u.sr)],
+                       mask=mask)
 
 
 def spectral_descriptors(y: np.ndarray, S: np.ndarray, power: np.ndarray, sr: int
@@ -487,11 +527,14 @@ def spectral_descriptors(y: np.ndarray, S: np.ndarray, power: np.ndarray, sr: in
             np.log10(flatness + 1e-10)]
 
 
-def pool_frames(parts: list[np.ndarray]) -> np.ndarray:
+def pool_frames(parts: list[np.ndarray], *, mask: np.ndarray | None = None) -> np.ndarray:
     """Frame features (each (rows, frames), cut to the shortest) pooled over time by
-    :data:`STATS`: shape (sum of rows * 7,), float32."""
+    :data:`STATS` (over the frames where ``mask`` is true, when given): shape
+    (sum of rows * 7,), float32."""
     n = min(f.shape[1] for f in parts)
     frames = np.vstack([f[:, :n] for f in parts])
+    if mask is not None:
+        frames = frames[:, np.asarray(mask[:n], bool)]
     p10, p50, p90 = np.percentile(frames, [10, 50, 90], axis=1)
     return np.concatenate([frames.mean(axis=1), frames.std(axis=1), frames.min(axis=1),
                            frames.max(axis=1), p10, p50, p90]).astype(np.float32)
@@ -508,6 +551,8 @@ def _table(*sets: FeatureSet) -> dict[str, FeatureSet]:
             s = FeatureSet(s.name, sum(out[p].dim for p in s.parts), s.version, s.help,
                            parts=s.parts, params=s.params,
                            encoder=any(out[p].encoder for p in s.parts))
+        elif s.compute is not None and s.dim <= 0:
+            raise ValueError(f"feature set {s.name}: a computed set needs its dim")
         out[s.name] = s
     return out
 
@@ -520,10 +565,16 @@ SETS: dict[str, FeatureSet] = _table(
     FeatureSet("chroma", N_CHROMA, 1, "chroma means", _chroma),
     FeatureSet("contrast", N_CONTRAST_BANDS + 1, 1, "spectral contrast means", _contrast),
     FeatureSet("combined", 0, 2, "the three above", parts=("mfcc", "chroma", "contrast")),
-    FeatureSet("stats", STATS_FRAME_DIM * len(STATS), 6, "pooled statistics", _stats),
+    FeatureSet("stats", STATS_FRAME_DIM * len(STATS), 7, "pooled statistics", _stats,
+               params={**FEATURE_PARAMS, "speech_frontend": frontend.PARAMS}),
     FeatureSet("byols", byols_encoder.DIM, byols_encoder.VERSION, "the BYOL-S encoder",
                _byols, params=byols_encoder.feature_params(), encoder=True),
-    FeatureSet("stats_byols", 0, 2, "stats and byols", parts=("stats", "byols")),
+    FeatureSet("stats_byols", 0, 3, "stats and byols", parts=("stats", "byols")),
+    FeatureSet("whisper", 768, 1, "Whisper tiny.en's encoder", _whisper,
+               params=_whisper_params(), ready=_whisper_ready),
+    FeatureSet("stats_whisper", 0, 1, "stats and whisper", parts=("stats", "whisper")),
+    FeatureSet("stats_byols_whisper", 0, 1, "stats, byols and whisper",
+               parts=("stats", "byols", "whisper")),
 )
 """Every feature set, by name, in the order of ``--feature all``."""
 
@@ -546,9 +597,21 @@ def parts_of(feature: str) -> tuple[str, ...]:
 
 
 def needs_encoder(feature: str) -> bool:
-    """Whether the set needs the BYOL-S encoder's weights (ser/encoder.py)."""
+    """Whether the set needs a pretrained encoder's weights (BYOL-S's, ser/encoder.py, or
+    another encoder's: a part with a ``ready`` check)."""
     s = SETS.get(feature)
-    return bool(s and s.encoder)
+    return bool(s and (s.encoder or any(SETS[p].ready for p in parts_of(feature))))
+
+
+def make_ready(feature_sets) -> None:
+    """Check (or fetch) once what the sets' computations need (an encoder's weights), so that
+    a missing file is one line before the work rather than an error per file."""
+    need = {p for f in feature_sets for p in parts_of(f)}
+    if any(SETS[p].encoder for p in need):
+        byols_encoder.check_ready()
+    for p in sorted(need):
+        if SETS[p].ready is not None:
+            SETS[p].ready()
 
 
 def feature_params(feature: str) -> dict:

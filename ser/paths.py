@@ -10,4 +10,6 @@ MEDIA_DIR = ROOT / "media"
 DATA_DIR = ROOT / "data"                  # downloads and the raw TESS tree
 TESS_SOURCE_DIR = DATA_DIR / "tess"       # where download_data.py leaves TESS for tess_pipeline.py
 TESS_MANIFEST = FEATURES_DIR / "tess_manifest.csv"
-DEFAULT_MODEL = MODELS_DIR / "Emotion_Voice_Detection_Model.h5"
+DEFAULT_MODEL = MODELS_DIR / "Emotion_Voice_Detection_Model.h5"   # the original's improved CNN
+RECOMMENDED_MODEL = MODELS_DIR / "emotion_mlp_stats_whisper.h5"    # voices it never heard
+ADAPTIVE_MODEL = MODELS_DIR / "emotion_mlp_stats_whisper_speaker.h5"   # with --enrol / --stream

@@ -30,7 +30,7 @@ from ser.console import import_keras, info, stderr_silenced
 from ser.corpora import EMOTIONS, N_CLASSES
 from ser.calibration import apply_temperature
 from ser.export import ExportMissing, UnverifiedExport, load_exported, sidecar_entry
-from ser.features import extract_features
+from ser.features import extract_features, make_ready
 from ser.paths import DEFAULT_MODEL
 
 MIN_SPEECH_SECONDS = 0.25      # shorter clips are "no speech detected", not a guess
@@ -236,6 +236,10 @@ class Predictor:
             raise ModelError(f"{self.model_path}: model output {out} is not "
                              f"{N_CLASSES} classes")
         self.feature: str = meta["feature"]
+        try:          # an encoder's weights: one line now, not an error for every file
+            make_ready((self.feature,))
+        except (OSError, ValueError, RuntimeError) as e:   # EncoderError, WeightsError, ...
+            raise ModelError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
         self.labels: list[str] = list(meta["labels"])
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in meta["input_shape"])
         try:
@@ -365,7 +369,7 @@ class Predictor:
             raise ModelError(f"{self.model_path}: this model was not trained for speaker "
                              f"adaptation (its sidecar says adaptation 'none'); use a model "
                              f"trained with --norm speaker, e.g. "
-                             f"models/emotion_mlp_stats_byols_speaker.h5")
+                             f"models/emotion_mlp_stats_whisper_speaker.h5")
         used, errors = 0, []
         for path in paths:
             try:

@@ -375,13 +375,17 @@ def run(*, models: list[str], protocol: str, subset: str, feature: str, cfg: Tra
 
 def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
                 out: Path, features_dir=FEATURES_DIR, epochs: int | None = None,
-                protocol_record: dict | None = None) -> dict:
-    """Train on every row of ``subset`` (no test part) and save the model with its sidecar.
+                protocol_record: dict | None = None,
+                exclude_actors: list[int] | tuple[int, ...] = ()) -> dict:
+    """Train on every row of ``subset`` (no test part; none of ``exclude_actors``) and save
+    the model with its sidecar.
 
     The number of epochs is ``epochs`` if given, else found first by early stopping on two
     held-out RAVDESS actors (the run is then repeated on all rows for that many epochs).
     """
     ds = load_dataset(feature, subset, features_dir=features_dir, augment=cfg.augment)
+    if exclude_actors:
+        ds = ds.take(np.flatnonzero(~np.isin(ds.meta["actor"], list(exclude_actors))))
     # with adaptation the population statistics ship as the fallback and as the prior for a
     # user's few utterances
     prior = fit_normalization(ds.X, "global") if cfg.norm == "speaker" else None

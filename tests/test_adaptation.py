@@ -87,7 +87,7 @@ def test_enrol_cli_and_refusal(speaker_model, shared_data, tmp_path, capsys):
 
 
 def test_shipped_speaker_model_adapts(shared_data):
-    path = ser.paths.MODELS_DIR / "emotion_mlp_stats_byols_speaker.h5"
+    path = ser.paths.ADAPTIVE_MODEL
     if not path.exists():
         pytest.skip(f"{path} not present")
     p = ser.predict.Predictor(path)

@@ -109,7 +109,8 @@ def test_a_copy_made_silent_falls_back_alone(tmp_path):
     copy 3 was asked for in the same run (no dependence on what was cached)."""
     feats = _corpus(tmp_path / "features")
     y = harmonic(200.0)
-    quiet = feats / "Actor_01" / "03-01-02-01-01-01-01.wav"
+    quiet = feats / "Actor_05" / "03-01-02-01-01-01-05.wav"   # actor 5: copy 3 is the quiet one
+    quiet.parent.mkdir()
     sf.write(quiet, y / np.abs(y).max() * 10 ** (-54 / 20), SR, subtype="FLOAT")
     r = ser.extract.extract(feats, feature_sets=["stats"], jobs=1, progress=False,
                                 augment=3, use_cache=False)
@@ -118,7 +119,7 @@ def test_a_copy_made_silent_falls_back_alone(tmp_path):
     assert quiet.name in r["aug_fallbacks"][0] and "copy 3" in r["aug_fallbacks"][0]
     assert "silent" in r["aug_fallbacks"][0]
     orig = ser.store.load_features("stats", features_dir=feats)
-    row = list(orig["meta"]["path"]).index(f"Actor_01/{quiet.name}")
+    row = list(orig["meta"]["path"]).index(f"Actor_05/{quiet.name}")
     aug3 = ser.store.load_augmented("stats", features_dir=feats, copies=3)
     np.testing.assert_array_equal(aug3[2, row], orig["X"][row])        # the fallback
     assert not np.allclose(aug3[0, row], orig["X"][row])                # real copies

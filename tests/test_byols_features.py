@@ -145,7 +145,14 @@ def test_weights_with_another_checksum_or_missing_are_refused(tmp_path, weights)
 # --------------------------------------------------------------------------------------------
 def test_feature_table_and_params():
     assert ser.features.COMPOSITE_SETS == {"combined": ("mfcc", "chroma", "contrast"),
-                                "stats_byols": ("stats", "byols")}
+                                "stats_byols": ("stats", "byols"),
+                                "stats_whisper": ("stats", "whisper"),
+                                "stats_byols_whisper": ("stats", "byols", "whisper")}
+    assert ser.features.FEATURE_DIMS["stats_whisper"] == 1015 + 768
+    w = ser.features.feature_params("whisper")        # the encoder and the front end it hears
+    assert w["encoder"] == "whisper_tiny_en" and w["pooling"] == "mean_std"
+    assert w["speech_frontend"] == ser.features.feature_params("stats")["speech_frontend"]
+    assert ser.features.needs_encoder("stats_whisper") and ser.features.needs_encoder("whisper")
     assert ser.features.FEATURE_DIMS["byols"] == 1024 and ser.features.FEATURE_DIMS["stats_byols"] == 1015 + 1024
     # combined: exactly what it was before the table (sidecars and caches keep matching)
     assert ser.features.FEATURE_DIMS["combined"] == 59

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from ser import audio, features
+from ser import audio, features, frontend
 from ser.features import extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +54,13 @@ def ref_log_mel(power, sr):
 
 
 def ref_pooled_stats(y, sr):
+    """The ``stats`` set with librosa: the speech front end (ser.frontend, tested on its own in
+    tests/test_frontend.py) gives the band-limited, normalised audio and its speech frames;
+    the frame features and their pooling over those frames follow."""
     librosa = _librosa()
     N_FFT, HOP = features.N_FFT, features.HOP_LENGTH
-    yt, _ = librosa.effects.trim(y, top_db=features.TRIM_TOP_DB, frame_length=N_FFT,
-                                 hop_length=HOP)
-    if len(yt) >= features.MIN_SAMPLES:
-        y = yt
+    sp = frontend.speech(np.asarray(y, np.float32), sr)
+    y = ref_resample(sp.y, frontend.RATE, sr)
     S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
     power = S ** 2
     mfcc = librosa.feature.mfcc(S=ref_log_mel(power, sr), n_mfcc=features.N_MFCC)
@@ -69,7 +70,8 @@ def ref_pooled_stats(y, sr):
     contrast = librosa.feature.spectral_contrast(S=S, sr=sr, n_bands=features.N_CONTRAST_BANDS)
     # the descriptors and the pooling were numpy in the librosa version too: shared
     return features.pool_frames([mfcc, d1, d2, chroma, contrast,
-                                 *features.spectral_descriptors(y, S, power, sr)])
+                                 *features.spectral_descriptors(y, S, power, sr)],
+                                mask=sp.mask_at(S.shape[1], HOP / sr))
 
 
 def ref_extract(y, sr=audio.SAMPLE_RATE, sets=NUMPY_SETS):

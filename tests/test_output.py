@@ -106,7 +106,7 @@ def test_predictions_refuse_broken_rows(tmp_path):
 def test_timeline_round_trip(tmp_path, fmt):
     written = output.write_timeline(SEGMENTS, tmp_path, "talk", fmt, duration=14.0,
                                     regions=REGIONS, source="rec/talk.flac",
-                                    model="models/emotion_mlp_stats.h5")
+                                    model="models/emotion_mlp_stats_whisper.h5")
     assert [p.name for p in written] == [f"timeline_talk{output.EXTENSIONS[fmt]}",
                                          "timeline_talk.png"]
     assert written[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,7 +27,7 @@ from live_predictions import Predictor  # moves to: from ser.predict import Pred
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))
-MODEL = ROOT / "models" / "emotion_mlp_stats.h5"
+MODEL = ROOT / "models" / "emotion_mlp_stats_whisper.h5"
 SR = 22050
 # (file, emotion) of the RAVDESS name's third field: neutral, happy, sad, angry, 4 actors
 UTTERANCES = ["Actor_01/03-01-01-01-01-01-01.flac", "Actor_02/03-01-03-02-01-01-02.flac",
