@@ -35,6 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ser.encoders import check_clip
 from ser.fetch import FetchError, retrieve  # noqa: F401  (FetchError: part of this API)
 from ser.files import require_sha256, sha256_file
 
@@ -429,16 +430,7 @@ def _window() -> np.ndarray:
 
 
 def _check_signal(y, *, where: str, what: str = "y") -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{__name__}.{where}: {what} must be mono, shape (n_samples,); got shape "
-                         f"{y.shape}")
-    if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(f"{__name__}.{where}: {what} must be real numbers; got dtype {y.dtype}")
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{__name__}.{where}: {what} contains NaN or infinite samples")
-    return y
+    return check_clip(y, where=f"{__name__}.{where}", what=what)
 
 
 def log_mel(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:

@@ -147,6 +147,21 @@ def embed(encoder: Encoder, y: np.ndarray, *, sr: int, method: str) -> np.ndarra
     return encoder.pool(encoder.frames(y, sr=sr), method=method)
 
 
+def check_clip(y, *, where: str, what: str = "y") -> np.ndarray:
+    """``y`` as contiguous float32 mono samples, finite; else ValueError naming ``where`` (the
+    caller, module included) and the rule."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{where}: {what} must be mono, shape (n_samples,); got shape "
+                         f"{y.shape}")
+    if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
+        raise ValueError(f"{where}: {what} must be real numbers; got dtype {y.dtype}")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{where}: {what} contains NaN or infinite samples")
+    return y
+
+
 def mean_std(frames: np.ndarray, *, dim: int | None = None, where: str = "mean_std"
              ) -> np.ndarray:
     """Mean over frames, then the standard deviation over frames (population, ddof 0).

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.encoders import FetchError, WeightsError, mean_std
+from ser.encoders import FetchError, WeightsError, check_clip, mean_std
 from ser.fetch import one_line, retrieve
 from ser.files import require_sha256
 
@@ -160,16 +160,17 @@ def _window() -> np.ndarray:
 
 
 def _check_signal(y, *, where: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{__name__}.{where}: y must be mono, shape (n_samples,); got shape "
-                         f"{y.shape}")
-    if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(f"{__name__}.{where}: y must be real numbers; got dtype {y.dtype}")
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{__name__}.{where}: y contains NaN or infinite samples")
-    return y
+    return check_clip(y, where=f"{__name__}.{where}")
+
+
+def _check_runtime(compute_type: str, intra_threads: int, *, where: str) -> None:
+    if compute_type not in COMPUTE_TYPES:
+        raise ValueError(f"{__name__}.{where}: compute_type must be one of {COMPUTE_TYPES}; "
+                         f"got {compute_type!r}")
+    if (isinstance(intra_threads, bool) or not isinstance(intra_threads, (int, np.integer))
+            or intra_threads < 1):
+        raise ValueError(f"{__name__}.{where}: intra_threads must be an int >= 1; got "
+                         f"{intra_threads!r}")
 
 
 def _check_rate(sr, *, where: str) -> int:
@@ -400,13 +401,7 @@ def load_model(model_dir: str | os.PathLike, *, compute_type: str = "float32",
     -------
     model : ctranslate2.models.Whisper
     """
-    if compute_type not in COMPUTE_TYPES:
-        raise ValueError(f"{__name__}.load_model: compute_type must be one of {COMPUTE_TYPES}; "
-                         f"got {compute_type!r}")
-    if (isinstance(intra_threads, bool) or not isinstance(intra_threads, (int, np.integer))
-            or intra_threads < 1):
-        raise ValueError(f"{__name__}.load_model: intra_threads must be an int >= 1; got "
-                         f"{intra_threads!r}")
+    _check_runtime(compute_type, intra_threads, where="load_model")
     folder = check_model_dir(model_dir).resolve()
     stamp = tuple((st.st_size, st.st_mtime_ns) for st in
                   ((folder / f).stat() for f in FILES))
@@ -441,13 +436,7 @@ class WhisperEncoder:
 
     def __init__(self, *, model_dir: str | os.PathLike | None = None,
                  compute_type: str = "float32", intra_threads: int = 1) -> None:
-        if compute_type not in COMPUTE_TYPES:
-            raise ValueError(f"{__name__}.WhisperEncoder: compute_type must be one of "
-                             f"{COMPUTE_TYPES}; got {compute_type!r}")
-        if (isinstance(intra_threads, bool) or not isinstance(intra_threads, (int, np.integer))
-                or intra_threads < 1):
-            raise ValueError(f"{__name__}.WhisperEncoder: intra_threads must be an int >= 1; "
-                             f"got {intra_threads!r}")
+        _check_runtime(compute_type, intra_threads, where="WhisperEncoder")
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.compute_type = compute_type
         self.intra_threads = int(intra_threads)
