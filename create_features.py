@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ser import files as ser_files
 from ser.audio import DEFAULT_MAX_SECONDS, MAX_RATE, MIN_RATE
-from ser.cluster import SCHEDULER_ENV, scheduler_default
+from ser.cluster import SCHEDULER_ENV, scheduler_default, stop_local_workers
 from ser.console import err, info, show_progress
 from ser.extract import NoRowsError, extract
 from ser.features import FEATURE_SETS, describe_sets
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:     # the per-file cache keeps what was done: a re-run resumes
+        stop_local_workers()
         print("create_features: interrupted; what was extracted is cached, run again to "
               "resume", file=sys.stderr)
         return 130

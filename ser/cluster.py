@@ -212,6 +212,18 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
         yield from tqdm(gen, total=len(tasks), desc=desc, unit=unit, disable=not progress)
 
 
+def stop_local_workers() -> None:
+    """End this process's local workers now (after Ctrl-C): their pool is shut down and its
+    semaphores released, so that nothing is left for loky's resource tracker to report."""
+    from joblib.externals.loky import reusable_executor
+    executor = reusable_executor._executor
+    if executor is not None:
+        try:
+            executor.shutdown(wait=True, kill_workers=True)
+        except Exception:      # noqa: BLE001 - already broken by the interrupt: nothing to free
+            pass
+
+
 def _ignore_sigint() -> None:
     """A local worker's start: Ctrl-C at a terminal reaches the whole process group; the
     parent handles it (and ends its workers), a worker would only print a traceback."""

@@ -322,7 +322,7 @@ def test_ctrl_c_during_extraction_says_interrupted_and_exits_130(tmp_path):
     out, err = p.communicate(timeout=SAFETY)
     assert p.returncode == 130, err
     assert err.strip().splitlines() == [
-        "create_features: interrupted; what was extracted is cached, run again to resume"]
+        "create_features: interrupted; what was extracted is cached, run again to resume"], err
     assert not (feats / "features_stats_whisper.joblib").exists()
     p = run("create_features.py", "--features-dir", str(feats), "--feature", "stats_whisper",
             "--jobs", "2")                                   # resumes from the cache
