@@ -27,7 +27,7 @@ from ser.console import import_keras, quiet_tensorflow, show_progress
 from ser.corpora import FAMILIES, families_of, parse_subset
 from ser.features import FEATURE_SETS
 from ser.models import MODELS, ORIGINAL_MODELS
-from ser.paths import DEFAULT_MODEL, FEATURES_DIR, MEDIA_DIR, MODELS_DIR, ROOT
+from ser.paths import CNN_MODEL, FEATURES_DIR, MEDIA_DIR, MODELS_DIR, ROOT
 from ser.protocols import PROTOCOLS, load_dataset
 from ser.training import TrainConfig, _protocol_records, run, save_trained, train_final
 
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --all-data: leave these actors' rows out, to measure the model "
                         "on voices it never heard (benchmarks/bench_invariance.py --actors)")
     p.add_argument("--save", type=Path, default=None,
-                   help=f"where to save the model (default {DEFAULT_MODEL.relative_to(ROOT)}"
+                   help=f"where to save the model (default {CNN_MODEL.relative_to(ROOT)}"
                         " for the improved CNN with the recipe's options, models/<model>.h5 "
                         "with --all-data; a run with other options goes to models/runs/ "
                         "instead, so that an experiment never replaces a shipped model). A "
@@ -137,7 +137,7 @@ def save_target(args, model: str, changed: list[str]) -> Path | None:
         return None
     if args.save:
         return args.save
-    default = DEFAULT_MODEL if model == "improved_cnn" else MODELS_DIR / f"{model}.h5"
+    default = CNN_MODEL if model == "improved_cnn" else MODELS_DIR / f"{model}.h5"
     if model != "improved_cnn" and not args.all_data:
         return None
     if not changed:

@@ -17,16 +17,16 @@ from pathlib import Path
 
 from ser.console import err
 from ser.diagram import DEFAULT_OUT, FORMATS, missing_tools, plot
-from ser.paths import DEFAULT_MODEL, ROOT
+from ser.paths import CNN_MODEL, ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description="Draw the model's layer diagram with input/output shapes "
                     "(keras.utils.plot_model; needs pydot and Graphviz).")
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+    ap.add_argument("--model", type=Path, default=CNN_MODEL,
                     help="H5 model with its JSON sidecar beside it (default: "
-                         f"{DEFAULT_MODEL.relative_to(ROOT)})")
+                         f"{CNN_MODEL.relative_to(ROOT)})")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
                     help="picture to write; the format follows the extension "
                          f"({', '.join(FORMATS)}) (default: {DEFAULT_OUT.relative_to(ROOT)})")

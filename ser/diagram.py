@@ -7,7 +7,7 @@ from pathlib import Path
 from ser.checkpoint import load_model, read_sidecar
 from ser.console import import_keras, stderr_silenced
 from ser.files import atomic_path
-from ser.paths import DEFAULT_MODEL, MEDIA_DIR
+from ser.paths import CNN_MODEL, MEDIA_DIR
 
 DEFAULT_OUT = MEDIA_DIR / "model.png"
 FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
@@ -26,7 +26,7 @@ def missing_tools() -> str | None:
     return None
 
 
-def plot(model_path: str | Path = DEFAULT_MODEL, out: str | Path = DEFAULT_OUT, *,
+def plot(model_path: str | Path = CNN_MODEL, out: str | Path = DEFAULT_OUT, *,
          dpi: int = 96, rankdir: str = "TB") -> Path:
     """Load ``model_path`` with its sidecar and write its diagram to ``out`` atomically.
 

@@ -84,7 +84,7 @@ def test_help(capsys):
 
 
 @needs_dot
-@pytest.mark.skipif(not ser.paths.DEFAULT_MODEL.exists(), reason=f"{ser.paths.DEFAULT_MODEL} not trained yet")
+@pytest.mark.skipif(not ser.paths.CNN_MODEL.exists(), reason=f"{ser.paths.CNN_MODEL} not trained yet")
 def test_shipped_model(tmp_path):
     out = tmp_path / "model.png"
     assert plot_model.main(["--out", str(out)]) == 0
