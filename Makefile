@@ -20,10 +20,10 @@ setup: $(VENV)/.installed
 	  || echo "note: a shipped export is not this machine's conversion of its H5; its H5 is served instead"
 
 # The environment is the lock: every package at an exact version, with its hashes.
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml
 	bash tools/install_system_deps.sh
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --require-hashes -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -32,7 +32,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 lock:
 	$(PYTHON) -m pip install -q pip-tools
 	$(PYTHON) -m piptools compile --quiet --upgrade --generate-hashes --strip-extras --allow-unsafe \
-	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	  --no-emit-index-url --no-emit-find-links -o requirements.txt pyproject.toml
 
 data: setup
 	$(PY) download_data.py $(if $(DATA),--from "$(DATA)")
@@ -66,9 +66,16 @@ plot: setup
 # four emotions (the third field of a RAVDESS name: 01 neutral, 03 happy, 04 sad, 05 angry)
 DEMO = $(foreach e,01 03 04 05,$(firstword $(wildcard features/Actor_01/03-01-$(e)-02-01-01-01.*) \
           $(wildcard features/Actor_01/03-01-$(e)-01-01-01-01.*)))
+# (RAVDESS actor 01 must be in features/ first: make data, or make all)
 predict: setup
+ifeq ($(strip $(DEMO)),)
+	@echo "make predict: no demo clips in features/Actor_01 yet: run 'make data' (or 'make all')" \
+	  "first, or judge your own recording: $(PY) live_predictions.py my_recording.wav" >&2
+	@exit 1
+else
 	@echo "true labels: neutral, happy, sad, angry"
-	$(PY) live_predictions.py --model models/emotion_mlp_stats_whisper.h5 $(DEMO)
+	$(PY) live_predictions.py $(DEMO)
+endif
 
 test: setup
 	$(PY) -m pytest -q -rs tests

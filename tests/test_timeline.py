@@ -481,10 +481,7 @@ def test_cli_timeline_json_and_output_dir(recording, tmp_path, capsys):
     segs = [r for r in rows if r["file"] == session]
     truth = recording["truth"]
     overlaps = [iou(t, (r["start"], r["end"])) for t, r in zip(truth, segs)]
-    with capsys.disabled():
-        print("\nCLI segments", [(r["start"], r["end"], r["emotion"]) for r in segs],
-              "IoU with the true utterances", np.round(overlaps, 3))
-    assert len(segs) == len(truth) and min(overlaps) >= 0.8, (segs, truth)
+    assert len(segs) == len(truth) and min(overlaps) >= 0.8, (segs, truth, overlaps)
     assert [r["start"] for r in segs] == sorted(r["start"] for r in segs)
     assert all(a["end"] <= b["start"] for a, b in zip(segs, segs[1:]))
     for r in segs:
