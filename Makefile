@@ -16,7 +16,7 @@ all: setup data tess features train plot predict
 # ... and the shipped LiteRT exports checked once against their H5 (converted again here and
 # compared; recorded in ~/.cache/ser): the predictor trusts no export it has not verified
 setup: $(VENV)/.installed
-	@$(PY) -m ser.export --verify $(wildcard models/*.h5) >/dev/null \
+	@$(PY) -m ser.cli.export --verify $(wildcard models/*.h5) >/dev/null \
 	  || echo "note: a shipped export is not this machine's conversion of its H5; its H5 is served instead"
 
 # The environment is the lock: every package at an exact version, with its hashes.

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ser.audio  # noqa: E402
 import ser.console  # noqa: E402
 import ser.corpora  # noqa: E402
+import ser.dsp  # noqa: E402
 import ser.features  # noqa: E402
 import ser.models  # noqa: E402
 import ser.paths  # noqa: E402
@@ -43,7 +44,7 @@ def _summaries(path: str) -> np.ndarray:
     librosa = numba_cache.librosa()
     y = ser.audio.load_audio(path)
     out = []
-    yt, _ = librosa.effects.trim(y, top_db=ser.features.TRIM_TOP_DB, frame_length=ser.audio.N_FFT,
+    yt, _ = librosa.effects.trim(y, top_db=ser.dsp.TRIM_TOP_DB, frame_length=ser.audio.N_FFT,
                                  hop_length=ser.audio.HOP_LENGTH)
     for sig in (y, yt if len(yt) >= ser.audio.MIN_SAMPLES else y):
         s16 = ser.audio.resample(sig, ser.audio.SAMPLE_RATE, sr=byols.SAMPLE_RATE)

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if diff is not None:
             parts.append(f"max |dp| {diff:.1e}")
         if not has_export(model):
-            parts.append("(no LiteRT export in its sidecar: python -m ser.export MODEL.h5)")
+            parts.append("(no LiteRT export in its sidecar: python -m ser.cli.export MODEL.h5)")
         print("  ".join(parts), flush=True)
         for p in sorted(set(problems)):
             print(f"  {model.name}: {p}", file=sys.stderr)

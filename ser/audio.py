@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.errors import SerError
 from ser.files import os_reason, regular_file_problem
 
 SAMPLE_RATE = 22050
@@ -24,7 +25,7 @@ frame's bit rate and the file size, unless a Xing/Info header states it), Ogg's 
 last page present: for those a short read is not evidence of a cut file."""
 
 
-class AudioError(ValueError):
+class AudioError(SerError, ValueError):
     """An audio file that cannot be used; the message names the file and the problem."""
 
 

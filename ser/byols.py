@@ -35,6 +35,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ser.errors import SerError
+from ser.dsp import mel_triangles
 from ser.encoders import check_clip
 from ser.fetch import FetchError, retrieve  # noqa: F401  (FetchError: part of this API)
 from ser.files import require_sha256, sha256_file
@@ -95,7 +97,7 @@ POOLINGS = {"maxmean": EMBED_DIM, "maxmean_std": 2 * EMBED_DIM, "mean_std": 2 * 
 ``maxmean_std`` appends the standard deviation (the README's measured 1024 values)."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SerError, ValueError):
     """A checkpoint file that cannot be used; the message names the file and the rule broken."""
 
 
@@ -404,7 +406,6 @@ def mel_filterbank() -> np.ndarray:
     -------
     fb : np.ndarray, shape (64, 513), float32, read-only
     """
-    from ser.features import mel_triangles   # here: ser.features imports this module
     fb = mel_triangles(_mel_edges(), np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE))
     fb.flags.writeable = False
     return fb

@@ -71,6 +71,7 @@ from urllib.parse import urljoin
 
 from tqdm import tqdm
 
+from ser.errors import SerError
 from ser.corpora import (
     RAVDESS_SPEECH_PER_ACTOR,
     TESS_ACTORS,
@@ -130,7 +131,7 @@ PREVIOUS_DIR = ".previous"   # under a destination: files replaced by --force
 USER_AGENT = "ser-download_data/1 (python-requests)"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SerError, RuntimeError):
     """A failure with a one-line message for the user (the CLI prints it and exits 1)."""
 
 
@@ -1004,7 +1005,7 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     return int(m.group(1)), int(m.group(2)), None if m.group(3) == "*" else int(m.group(3))
 
 
-class _Incomplete(Exception):
+class _Incomplete(SerError):
     pass
 
 

@@ -6,7 +6,7 @@ or a local copy named by ``SER_BYOLS_PATH``) and runs the network in numpy. This
 - converts that checkpoint **once** into ``models/byols_default512.npz`` (numpy arrays only,
   read back with ``allow_pickle=False``; written byte for byte the same on every conversion, so
   its sha256 is a constant of this version, :data:`NPZ_SHA256`) beside its licence notice
-  ``models/BYOLS_LICENSE.txt``: ``python -m ser.encoder`` (``make byols-weights``);
+  ``models/BYOLS_LICENSE.txt``: ``python -m ser.cli.encoder`` (``make byols-weights``);
 - loads the encoder from that file at extraction and prediction time, without the network and
   without unpickling, refusing a file whose sha256 is not :data:`NPZ_SHA256`;
 - defines the ``byols`` feature set's parameters (:func:`feature_params`, recorded in the
@@ -19,20 +19,20 @@ or a local copy named by ``SER_BYOLS_PATH``) and runs the network in numpy. This
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import io
 import json
 import os
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ser import byols
+from ser.errors import SerError
 from ser.files import require_sha256
+from ser.paths import MODELS_DIR
 
 NAME = "byols_default512"
 """The encoder's name in feature parameters and sidecars."""
@@ -43,7 +43,6 @@ NPZ_SHA256 = "097469c2577870e1e644745d65bdcbaf2214f58c8b5c382ce341d766990f4def"
 (deterministic: sorted members, fixed dates, no compression, ``.npy`` format 1.0)."""
 ENV_WEIGHTS = "SER_BYOLS_WEIGHTS"
 """Environment variable: the ``.npz`` to use instead of ``models/byols_default512.npz``."""
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 POOLING = "maxmean_std"
 """How the encoder's frames are pooled per utterance (chosen on validation actors, see the
@@ -82,7 +81,7 @@ SOFTWARE.
 """
 
 
-class EncoderError(ValueError):
+class EncoderError(SerError, ValueError):
     """The encoder's weights are missing or not the expected ones (one line naming the file)."""
 
 
@@ -139,7 +138,7 @@ def license_text(checkpoint_sha256: str = byols.SHA256) -> str:
     return (
         f"{NPZ_NAME}: the BYOL-S encoder (512-d, AudioNTT2020 network of BYOL-A) of the SERAB\n"
         f"benchmark, converted from its PyTorch checkpoint to numpy arrays by ser/encoder.py\n"
-        f"(`python -m ser.encoder`): the same float32 values, PyTorch names and layouts.\n\n"
+        f"(`python -m ser.cli.encoder`): the same float32 values, PyTorch names and layouts.\n\n"
         f"Source:      {SOURCE_REPO} (commit {SOURCE_COMMIT})\n"
         f"Checkpoint:  {byols.URL}\n"
         f"  sha256     {checkpoint_sha256}\n"
@@ -199,7 +198,7 @@ def _atomic_write(dest: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 def _missing(path: Path) -> EncoderError:
     return EncoderError(f"{path}: BYOL-S encoder weights not found (make them once with: "
-                        f"python -m ser.encoder, or `make byols-weights`)")
+                        f"python -m ser.cli.encoder, or `make byols-weights`)")
 
 
 def read_weights(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
@@ -211,7 +210,7 @@ def read_weights(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]
         raise _missing(path)
     require_sha256(path, NPZ_SHA256, EncoderError, missing="",
                    mismatch=f"is not the BYOL-S weights' {NPZ_SHA256} (convert them again: "
-                            f"python -m ser.encoder)")
+                            f"python -m ser.cli.encoder)")
     try:
         with np.load(path, allow_pickle=False) as z:
             state = {k: z[k] for k in z.files}
@@ -298,9 +297,9 @@ def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None)
                                f"retrain the model")
         require_sha256(weights_path(), want, EncoderError,
                        missing=f"encoder weights not found ({model_path} needs {NAME}; make "
-                               f"them once with: python -m ser.encoder)",
+                               f"them once with: python -m ser.cli.encoder)",
                        mismatch=f"is not that of the encoder {model_path} was trained with "
-                                f"({want}); convert it again: python -m ser.encoder")
+                                f"({want}); convert it again: python -m ser.cli.encoder")
 
 
 def _check_other_encoder(side: Path, enc: dict) -> None:
@@ -314,38 +313,3 @@ def _check_other_encoder(side: Path, enc: dict) -> None:
     if want != have:
         raise EncoderError(f"{side}: the model was trained with {enc.get('encoder_file')} of "
                            f"sha256 {want}, this version pins {have}; retrain the model")
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: python -m ser.encoder [--out models] [--checkpoint FILE]
-# --------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m ser.encoder",
-        description="Convert the BYOL-S checkpoint once into models/byols_default512.npz "
-                    "(numpy arrays) and models/BYOLS_LICENSE.txt. The checkpoint comes from "
-                    f"--checkpoint, ${byols.ENV_PATH}, or its pinned URL (pooch, checked by "
-                    f"sha256; ${byols.ENV_URL} for a mirror).")
-    ap.add_argument("--out", type=Path, default=MODELS_DIR, help="output folder (models/)")
-    ap.add_argument("--checkpoint", type=Path, default=None,
-                    help=f"a local copy of the checkpoint (sha256 {byols.SHA256[:12]}...)")
-    ap.add_argument("--force", action="store_true",
-                    help="convert even when the output already has the expected sha256")
-    args = ap.parse_args(argv)
-    dest = args.out / NPZ_NAME
-    if (not args.force and dest.is_file() and (args.out / LICENSE_NAME).is_file()
-            and sha256_of(dest) == NPZ_SHA256):
-        print(f"{dest}: up to date (sha256 {NPZ_SHA256[:12]}...)")
-        return 0
-    try:
-        dest = convert(args.out, checkpoint=args.checkpoint)
-    except (EncoderError, byols.CheckpointError, byols.FetchError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {dest} ({dest.stat().st_size} bytes, sha256 {NPZ_SHA256[:12]}...) and "
-          f"{args.out / LICENSE_NAME}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ sha256 is a property of the weights and the converter version (see :func:`export
 Where it is used: :func:`ser.checkpoint.save_model` exports every model it saves (from the H5
 it has just written) and records the entry under the sidecar's ``"litert"`` key, with
 ``h5_sha256``, the H5's checksum (:func:`check_source`: an H5 replaced without a new export is
-refused); ``python -m ser.export MODEL.h5 ...`` (:func:`ser.checkpoint.add_export`) gives an
+refused); ``python -m ser.cli.export MODEL.h5 ...`` (:func:`ser.checkpoint.add_export`) gives an
 already saved model its export; :class:`ser.predict.Predictor` runs the export through
 :func:`load_exported` and imports TensorFlow only for a model without one.
 
@@ -36,6 +36,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ser.errors import SerError
 from ser import files
 from ser.files import atomic_path, check_regular_file, read_regular
 
@@ -49,7 +50,7 @@ CHECK_ATOL = 1e-5
 
 EXPORT_MAX_BYTES = 2 ** 30      # the shipped exports are < 12 MB
 
-class ExportError(ValueError):
+class ExportError(SerError, ValueError):
     """A flatbuffer that cannot be written, read or trusted; the message names the file."""
 
 
@@ -378,7 +379,7 @@ def load_exported(model_path: str | os.PathLike, meta: dict, *,
     why = files.regular_file_problem(path, kind="exported model")
     if why == "file not found":
         raise ExportMissing(f"{path}: exported model not found (export it again from the "
-                            f"H5: python -m ser.export {model_path})")
+                            f"H5: python -m ser.cli.export {model_path})")
     if why:                                    # a FIFO, a device, a folder: never read
         raise ExportError(f"{path}: {why}")
     h5_sha = check_source(model_path, path, entry.get("h5_sha256"))
@@ -414,7 +415,7 @@ def check_source(model_path: str | os.PathLike, export_path: str | os.PathLike,
     if not isinstance(h5_sha256, str) or got != h5_sha256.lower():
         raise ExportError(f"{export_path}: stale export: made from an H5 with sha256 "
                           f"{str(h5_sha256)[:16]}..., but {model_path} has {got[:16]}...; "
-                          f"export it again: python -m ser.export {model_path}")
+                          f"export it again: python -m ser.cli.export {model_path}")
     return got
 
 
@@ -455,7 +456,7 @@ def reexport_matches(model_path: str | os.PathLike, export_path: str | os.PathLi
 
 def verify_in_subprocess(model_path: str | os.PathLike, export_path: str | os.PathLike
                          ) -> None:
-    """Re-export ``model_path`` in a child process (``python -m ser.export --verify``) and
+    """Re-export ``model_path`` in a child process (``python -m ser.cli.export --verify``) and
     compare with ``export_path``; :class:`UnverifiedExport` (one line) when the bytes differ
     or the check cannot run."""
     import subprocess
@@ -464,7 +465,7 @@ def verify_in_subprocess(model_path: str | os.PathLike, export_path: str | os.Pa
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
     try:
-        r = subprocess.run([sys.executable, "-m", "ser.export", "--verify", "--export",
+        r = subprocess.run([sys.executable, "-m", "ser.cli.export", "--verify", "--export",
                             str(export_path), str(model_path)],
                            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
                            timeout=900)
@@ -479,70 +480,3 @@ def verify_in_subprocess(model_path: str | os.PathLike, export_path: str | os.Pa
         lines = (r.stderr or "").strip().splitlines()
         raise UnverifiedExport(f"{export_path}: cannot check it against {model_path} "
                                f"({lines[-1] if lines else f'exit {r.returncode}'})")
-
-
-def _verify(models: list[Path], export: Path | None) -> int:
-    """``--verify``: each model's export against its H5 converted again; the exit status."""
-    import sys
-    status = 0
-    for h5 in models:
-        lite = export or tflite_path(h5)
-        try:
-            if is_verified(check_source(h5, lite, None), sha256_bytes(read_regular(
-                    lite, max_bytes=EXPORT_MAX_BYTES, error=ExportError))):
-                print(f"{h5}: {lite.name} verified (recorded)", flush=True)
-                continue
-            same = reexport_matches(h5, lite)
-        except (OSError, ValueError) as e:
-            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                  file=sys.stderr, flush=True)
-            status = max(status, 1)
-            continue
-        print(f"{h5}: {lite.name} " + ("verified: the conversion of the H5" if same else
-                                        "DIFFERS from the conversion of the H5"), flush=True)
-        if not same:
-            status = VERIFY_EXIT_DIFFERS
-    return status
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ser.export MODEL.h5 ...``: give saved models their export (the
-    ``.tflite`` beside each and the sidecar's entry; the H5 files are only read)."""
-    import argparse
-    import sys
-
-    from ser import checkpoint
-    ap = argparse.ArgumentParser(prog="python -m ser.export",
-                                 description="Export saved models (H5 + JSON sidecar) to "
-                                             "TFLite for TensorFlow-free prediction: writes "
-                                             "X.tflite beside X.h5 and records it in X.json.")
-    ap.add_argument("models", nargs="+", type=Path, metavar="MODEL.h5")
-    ap.add_argument("--verify", action="store_true",
-                    help="instead: convert each model's H5 again and compare with its export "
-                         "(once per installation: a verified pair is recorded); exit 0 the "
-                         f"same bytes, {VERIFY_EXIT_DIFFERS} different, 1 not checked. The "
-                         "predictor does this before it trusts an export it did not make")
-    ap.add_argument("--export", type=Path, metavar="X.tflite",
-                    help="with --verify and one model: the export to compare (default: the "
-                         ".tflite beside it)")
-    args = ap.parse_args(argv)
-    if args.verify:
-        if args.export is not None and len(args.models) != 1:
-            ap.error("--export goes with one model")
-        return _verify(args.models, args.export)
-    failed = 0
-    for h5 in args.models:
-        try:
-            entry = checkpoint.add_export(h5)
-        except (OSError, ValueError) as e:          # ExportError is a ValueError
-            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                  file=sys.stderr, flush=True)
-            failed += 1
-            continue
-        print(f"{h5}: {tflite_path(h5).name} ({entry['bytes']} bytes, sha256 "
-              f"{entry['sha256'][:16]}...)", flush=True)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.errors import SerError
 from ser import files as ser_files
 from ser.audio import DEFAULT_MAX_SECONDS, AudioError, check_signal, load_audio
 from ser.augment import AUGMENT_SPEED, AUGMENT_VERSION, augment, check_copy_level
@@ -65,7 +66,7 @@ def _cache_file(cache_dir: Path, base: str, key: str) -> Path:
     return cache_dir / f"{base}-{params_hash(params)}" / key[:2] / f"{key}{CACHE_SUFFIX}"
 
 
-class NoRowsError(ValueError):
+class NoRowsError(SerError, ValueError):
     """No file gave a feature row; ``skipped`` holds the one-line reason of every file."""
 
     def __init__(self, skipped: list[str], outputs: list[Path]):
@@ -75,7 +76,7 @@ class NoRowsError(ValueError):
                          f"written" + (f", {kept} left as it was" if kept else ""))
 
 
-class BadCacheEntry(ValueError):
+class BadCacheEntry(SerError, ValueError):
     """A cache entry that is damaged (wrong size, checksum, or values): recomputed."""
 
 
@@ -328,25 +329,11 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
         feature_params(f)  # raises on an unknown set before any work
     if augment < 0:
         raise ValueError(f"augment: the number of augmented copies must be >= 0, got {augment}")
-    speaker: dict[str, str] = {}
-    if csv is not None:
-        csv = Path(csv).absolute() if scheduler else Path(csv)
-        listed, skipped = read_csv_corpus(csv)
-        files = [(r.path, r.rel, r.name) for r in listed]
-        speaker = {r.rel: r.speaker for r in listed}
-        if not files:
-            raise ValueError(f"{csv}: no usable rows ({len(skipped)} left out)")
-        features_dir = csv.parent               # what Dask workers must see
-        cache_dir = out_dir / CACHE_DIRNAME if use_cache else None
-    else:
-        if not features_dir.is_dir():
-            raise FileNotFoundError(f"{features_dir}: features folder not found "
-                                    f"(run download_data.py and tess_pipeline.py first)")
-        files, skipped = collect_files(features_dir)
-        if not files:
-            raise ValueError(f"{features_dir}: no audio files with RAVDESS-style names under "
-                             f"Actor_XX/ folders")
-        cache_dir = features_dir / CACHE_DIRNAME if use_cache else None
+    files, skipped, speaker, features_dir = _list_files(features_dir, csv, absolute=bool(
+        scheduler))
+    cache_dir = None
+    if use_cache:
+        cache_dir = (out_dir if csv is not None else features_dir) / CACHE_DIRNAME
     bases = base_sets(feature_sets)
     # where the work goes is checked before the work: one line, not a traceback at the end
     ser_files.check_writable(out_dir, what="--out folder",
@@ -356,7 +343,60 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
         ser_files.check_writable(cache_dir, what="cache folder")
         clean_stale_tmp(cache_dir, recursive=True)
     bad: list[str] = []
+    results, tasks, keys = _from_cache(files, bases, cache_dir, bad, max_seconds=max_seconds)
 
+    errors = _compute(tasks, results, keys, cache_dir, jobs=jobs, backend=backend,
+                      scheduler=scheduler, see=features_dir, progress=progress)
+    skipped += [errors[rel] for _, rel, _ in files if rel in errors]
+
+    rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
+    if not rows:          # never replace a good features file with an empty one
+        raise NoRowsError(skipped, [output_path(out_dir, f) for f in feature_sets])
+    # (data, destination), written all together
+    pending = [(_table(f, rows, results, speaker), output_path(out_dir, f))
+               for f in feature_sets]
+    n_augmented, fallbacks = 0, []
+    if augment > 0:
+        aug, fallbacks, n_augmented = _augmented(
+            rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
+            scheduler=scheduler, see=features_dir, progress=progress, bad=bad,
+            max_seconds=max_seconds)
+        pending += [(_aug_table(f, rows, aug, augment), aug_output_path(out_dir, f))
+                    for f in feature_sets]
+    outputs = write_all(pending)
+    return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
+            "augmented": n_augmented,
+            "aug_fallbacks": fallbacks,
+            "skipped": skipped, "bad_cache": bad,
+            "seconds": time.perf_counter() - t0, "outputs": outputs}
+
+
+def _list_files(features_dir: Path, csv: str | os.PathLike | None, *, absolute: bool
+                ) -> tuple[list, list[str], dict[str, str], Path]:
+    """The files to featurise: ``(path, rel, RavdessName)`` rows, the one-line reasons of those
+    left out, the CSV's speaker name per ``rel``, and the folder the workers must see."""
+    if csv is None:
+        if not features_dir.is_dir():
+            raise FileNotFoundError(f"{features_dir}: features folder not found "
+                                    f"(run download_data.py and tess_pipeline.py first)")
+        files, skipped = collect_files(features_dir)
+        if not files:
+            raise ValueError(f"{features_dir}: no audio files with RAVDESS-style names under "
+                             f"Actor_XX/ folders")
+        return files, skipped, {}, features_dir
+    csv = Path(csv).absolute() if absolute else Path(csv)
+    listed, skipped = read_csv_corpus(csv)
+    if not listed:
+        raise ValueError(f"{csv}: no usable rows ({len(skipped)} left out)")
+    return ([(r.path, r.rel, r.name) for r in listed], skipped,
+            {r.rel: r.speaker for r in listed}, csv.parent)
+
+
+def _from_cache(files: list, bases: list[str], cache_dir: Path | None, bad: list[str], *,
+                max_seconds: float | None) -> tuple[dict, list, dict[str, str]]:
+    """What the per-file cache already holds: ``results`` (rel -> {set: vector}), the
+    ``tasks`` for :func:`_process` (the sets still to compute per file) and the cache ``keys``
+    of the files to compute. Damaged entries are named in ``bad`` and computed again."""
     results: dict[str, dict[str, np.ndarray]] = {}
     tasks = []
     keys: dict[str, str] = {}            # rel -> cache key, for the files to compute
@@ -384,15 +424,22 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             tasks.append((str(path), rel, todo, None, None, max_seconds))
             if key:
                 keys[rel] = key
+    return results, tasks, keys
 
+
+def _compute(tasks: list, results: dict, keys: dict[str, str], cache_dir: Path | None, *,
+             jobs: int, backend: str | None, scheduler: str | None, see: Path,
+             progress: bool) -> dict[str, str]:
+    """Run the ``tasks`` (:func:`run_tasks`), adding each file's vectors to ``results`` and to
+    the cache; returns the one-line error of each file that failed (rel -> message)."""
     # the cache entries are written here, as the results come in, not by the workers: a file's
     # creation can wait on the file system's journal (measured: 0.07 ms alone, up to 0.85 ms
     # per file in a worker under load), and a worker that waits leaves its core idle while
     # this process mostly waits for results anyway
     errors: dict[str, str] = {}
     for rel, vecs, err in run_tasks(_process, tasks, jobs=jobs, backend=backend,
-                                     scheduler=scheduler, see=features_dir,
-                                     desc="features", progress=progress,
+                                     scheduler=scheduler, see=see, desc="features",
+                                     progress=progress,
                                      librosa=False,   # no set needs librosa
                                      batch=_batch_size(len(tasks), jobs),
                                      single_threaded=True):
@@ -403,49 +450,37 @@ def extract(features_dir: str | os.PathLike = FEATURES_DIR, *,
             if rel in keys:
                 for base, v in vecs.items():
                     _cache_write(_cache_file(cache_dir, base, keys[rel]), v)
-    skipped += [errors[rel] for _, rel, _ in files if rel in errors]
+    return errors
 
-    rows = [(p, rel, name) for p, rel, name in files if rel not in errors]
-    if not rows:          # never replace a good features file with an empty one
-        raise NoRowsError(skipped, [output_path(out_dir, f) for f in feature_sets])
-    pending: list[tuple[dict, Path]] = []     # (data, destination), written all together
-    n_augmented, fallbacks = 0, []
-    for f in feature_sets:
-        X = np.stack([set_vector(f, results[rel].__getitem__) for _, rel, _ in rows])
-        X = X.astype(np.float32)
-        if not np.all(np.isfinite(X)):   # every vector was checked: a bug, not bad input
-            raise RuntimeError(f"{f}: non-finite feature values reached the output")
-        data = {"X": X,
-                "y": np.array([n.label for _, _, n in rows], dtype=np.int64),
-                "meta": {"path": np.array([rel for _, rel, _ in rows]),
-                         "corpus": np.array([n.corpus for _, _, n in rows]),
-                         "actor": np.array([n.actor for _, _, n in rows], dtype=np.int64),
-                         "vocal_channel": np.array([n.vocal_channel for _, _, n in rows],
-                                                   dtype=np.int64),
-                         "intensity": np.array([n.intensity for _, _, n in rows], np.int64),
-                         "statement": np.array([n.statement for _, _, n in rows], np.int64),
-                         "repetition": np.array([n.repetition for _, _, n in rows], np.int64),
-                         "speaker": np.array([speaker.get(rel, f"{n.actor:02d}")
-                                              for _, rel, n in rows])},
-                "feature": f, "params": feature_params(f)}
-        pending.append((data, output_path(out_dir, f)))
-    if augment > 0:
-        aug, fallbacks, n_augmented = _augmented(
-            rows, results, bases, augment, cache_dir, jobs=jobs, backend=backend,
-            scheduler=scheduler, see=features_dir, progress=progress, bad=bad,
-            max_seconds=max_seconds)
-        for f in feature_sets:
-            Xa = np.stack([np.stack([set_vector(f, lambda b: aug[rel][c, b])
-                                     for _, rel, _ in rows])
-                           for c in range(1, augment + 1)]).astype(np.float32)
-            pending.append(({"X": Xa, "path": np.array([rel for _, rel, _ in rows]),
-                             "feature": f, "params": feature_params(f),
-                             "augment": {"copies": augment, "version": AUGMENT_VERSION,
-                                         "speed": list(AUGMENT_SPEED)}},
-                            aug_output_path(out_dir, f)))
-    outputs = write_all(pending)
-    return {"files": len(rows), "computed": len(tasks), "cached": len(files) - len(tasks),
-            "augmented": n_augmented,
-            "aug_fallbacks": fallbacks,
-            "skipped": skipped, "bad_cache": bad,
-            "seconds": time.perf_counter() - t0, "outputs": outputs}
+
+def _table(feature: str, rows: list, results: dict, speaker: dict[str, str]) -> dict:
+    """The ``features_<set>.joblib`` content for ``rows`` (see the module's docstring)."""
+    X = np.stack([set_vector(feature, results[rel].__getitem__) for _, rel, _ in rows])
+    X = X.astype(np.float32)
+    if not np.all(np.isfinite(X)):   # every vector was checked: a bug, not bad input
+        raise RuntimeError(f"{feature}: non-finite feature values reached the output")
+    names = [n for _, _, n in rows]
+    return {"X": X,
+            "y": np.array([n.label for n in names], dtype=np.int64),
+            "meta": {"path": np.array([rel for _, rel, _ in rows]),
+                     "corpus": np.array([n.corpus for n in names]),
+                     "actor": np.array([n.actor for n in names], dtype=np.int64),
+                     "vocal_channel": np.array([n.vocal_channel for n in names],
+                                               dtype=np.int64),
+                     "intensity": np.array([n.intensity for n in names], np.int64),
+                     "statement": np.array([n.statement for n in names], np.int64),
+                     "repetition": np.array([n.repetition for n in names], np.int64),
+                     "speaker": np.array([speaker.get(rel, f"{n.actor:02d}")
+                                          for _, rel, n in rows])},
+            "feature": feature, "params": feature_params(feature)}
+
+
+def _aug_table(feature: str, rows: list, aug: dict, copies: int) -> dict:
+    """The ``features_<set>_aug.joblib`` content: ``X`` (copies, n_rows, dim), row-aligned."""
+    Xa = np.stack([np.stack([set_vector(feature, lambda b: aug[rel][c, b])
+                             for _, rel, _ in rows])
+                   for c in range(1, copies + 1)]).astype(np.float32)
+    return {"X": Xa, "path": np.array([rel for _, rel, _ in rows]),
+            "feature": feature, "params": feature_params(feature),
+            "augment": {"copies": copies, "version": AUGMENT_VERSION,
+                        "speed": list(AUGMENT_SPEED)}}

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from ser.errors import SerError
 
-class FetchError(RuntimeError):
+
+class FetchError(SerError, RuntimeError):
     """A download failed (network, HTTP status, a file that is not the pinned one)."""
 
 

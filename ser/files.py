@@ -25,12 +25,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from ser.errors import SerError
 
 ENV_CACHE_DIR = "SER_CACHE_DIR"
 MIN_FREE_BYTES = 64 * 2 ** 20     # what an output folder must have free before work starts
 
 
-class OutputError(OSError):
+class OutputError(SerError, OSError):
     """An output location cannot be written (read-only, full, not a folder)."""
 
 
@@ -183,7 +184,7 @@ def is_trusted(path: str | os.PathLike) -> bool:
     return (_record_dir() / sha256_file(path)).exists()
 
 
-class UntrustedFileError(ValueError):
+class UntrustedFileError(SerError, ValueError):
     """A pickle this installation did not write (loading it could run any code)."""
 
 

@@ -36,12 +36,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ser.errors import SerError
+
 ENV_CACHE_DIR = "SER_CACHE_DIR"
 _ENV_WARMING = "_SER_NUMBA_WARMING"   # set in the child that builds the cache
 _READY = False
 
 
-class NumbaCacheError(RuntimeError):
+class NumbaCacheError(SerError, RuntimeError):
     """numba could not build a working cache of librosa's functions."""
 
 

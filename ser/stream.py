@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ser.errors import SerError
 from ser.audio import SAMPLE_RATE, AudioError, BlockResampler, speech_level_db
 from ser.predict import Prediction, Predictor
 
@@ -31,7 +32,7 @@ DEFAULT_GATE_DB = -50.0        # --stream: a window whose speech level is below 
 DATA_TIMEOUT = 10.0            # seconds to wait for a capture stream to deliver audio
 
 
-class DeviceError(Exception):
+class DeviceError(SerError):
     """No usable audio input (PortAudio missing, no device, stream failed)."""
 
 

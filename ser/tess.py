@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ser.errors import SerError
 from ser.corpora import (
     TESS_ACTORS,
     TESS_EMOTION_CODES,
@@ -34,7 +35,7 @@ from ser.paths import TESS_MANIFEST
 from ser.scan import AUDIO_EXTENSIONS
 
 
-class TessError(Exception):
+class TessError(SerError):
     """A failure with a one-line message for the user (the CLI prints it and exits 1)."""
 
 

@@ -27,6 +27,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ser.errors import SerError
 from ser.audio import MAX_RATE, MIN_RATE
 
 VAD_RATE = 16000                 # the rate the model runs at (it also has an 8 kHz variant)
@@ -39,7 +40,7 @@ DEFAULT_MIN_SILENCE = 0.3        # s: a pause must last this long to end a regio
 DEFAULT_PAD = 0.05               # s: added before and after each region (within the audio)
 
 
-class VADError(RuntimeError):
+class VADError(SerError, RuntimeError):
     """The detector itself cannot run (package missing, model not loadable)."""
 
 

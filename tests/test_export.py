@@ -190,9 +190,9 @@ def test_shipped_model_export_matches_keras_on_real_features(h5, tmp_path, share
     model, meta = load_model(h5)
     entry = export.export_from_h5(h5, tmp_path / f"{h5.stem}.tflite")
     assert entry["input_shape"] == list(meta["input_shape"]) and entry["output_shape"] == [8]
-    # the shipped export (python -m ser.export) is this one, made from this H5
+    # the shipped export (python -m ser.cli.export) is this one, made from this H5
     shipped = meta.get(export.SIDECAR_KEY)
-    assert shipped is not None, f"{h5}: no export in its sidecar (python -m ser.export {h5})"
+    assert shipped is not None, f"{h5}: no export in its sidecar (python -m ser.cli.export {h5})"
     assert shipped["sha256"] == entry["sha256"] == _sha(export.tflite_path(h5))
     assert shipped["h5_sha256"] == _sha(h5) and shipped["file"] == f"{h5.stem}.tflite"
     again = export.export_tflite(model, tmp_path / "again.tflite")

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from ser import audio, features, frontend
+from ser import audio, dsp, features, frontend
 from ser.features import extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,17 +139,17 @@ def test_real_files_every_set_matches_librosa(real_files):
         # the primitives shared by the sets: bit-identical
         librosa = _librosa()
         S = np.abs(librosa.stft(y, n_fft=features.N_FFT, hop_length=features.HOP_LENGTH))
-        assert np.array_equal(features.stft_magnitude(y), S), p
-        assert np.array_equal(features.log_mel(S ** 2, audio.SAMPLE_RATE),
+        assert np.array_equal(dsp.stft_magnitude(y), S), p
+        assert np.array_equal(dsp.log_mel(S ** 2, audio.SAMPLE_RATE),
                               ref_log_mel(S ** 2, audio.SAMPLE_RATE)), p
         m = librosa.feature.mfcc(S=ref_log_mel(S ** 2, audio.SAMPLE_RATE), n_mfcc=40)
-        assert np.array_equal(features.delta(m, 9),
+        assert np.array_equal(dsp.delta(m, 9),
                               librosa.feature.delta(m, width=9, mode="nearest")), p
-        assert np.array_equal(features.delta(m, 9, 2),
+        assert np.array_equal(dsp.delta(m, 9, 2),
                               librosa.feature.delta(m, width=9, order=2, mode="nearest")), p
-        assert np.array_equal(features.trim(y), librosa.effects.trim(
+        assert np.array_equal(dsp.trim(y), librosa.effects.trim(
             y, top_db=30, frame_length=features.N_FFT, hop_length=features.HOP_LENGTH)[0]), p
-        assert features.estimate_tuning(S, audio.SAMPLE_RATE) == librosa.estimate_tuning(
+        assert dsp.estimate_tuning(S, audio.SAMPLE_RATE) == librosa.estimate_tuning(
             S=S, sr=audio.SAMPLE_RATE, bins_per_octave=12), p
         # resampling from the file's own rate, to the project's and to BYOL-S's 16 kHz
         raw, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
@@ -199,26 +199,26 @@ def test_known_answers():
     y = _tone(440.0, seconds=2.0)
     v = extract_features(y, sets=("chroma", "mfcc", "contrast"))
     assert int(np.argmax(v["chroma"])) == 9 and v["chroma"].max() == pytest.approx(1.0, abs=0.05)
-    S = features.stft_magnitude(y)
-    assert abs(features.estimate_tuning(S, sr)) <= 0.02
+    S = dsp.stft_magnitude(y)
+    assert abs(dsp.estimate_tuning(S, sr)) <= 0.02
     # a tone 30 cents sharp is estimated as such
-    assert features.estimate_tuning(features.stft_magnitude(_tone(440 * 2 ** (0.3 / 12), 2.0)),
+    assert dsp.estimate_tuning(dsp.stft_magnitude(_tone(440 * 2 ** (0.3 / 12), 2.0)),
                                     sr) == pytest.approx(0.3, abs=0.02)
     # the STFT of a tone peaks at its bin, with the periodic Hann's amplitude n_fft/4
     k = int(round(440.0 * features.N_FFT / sr))
     frame_mid = S[:, S.shape[1] // 2]
     assert abs(int(np.argmax(frame_mid)) - k) <= 1
     # the DCT matrix is orthonormal (so the MFCC is scipy's DCT-II 'ortho')
-    M = features._dct_matrix(128, 128)
+    M = dsp._dct_matrix(128, 128)
     np.testing.assert_allclose(M @ M.T, np.eye(128), atol=1e-12)
     # delta of a ramp is its slope, delta-delta of a parabola its second derivative
     x = np.arange(50, dtype=np.float32)[None, :]
-    np.testing.assert_allclose(features.delta(3 * x)[:, 4:-4], 3.0, rtol=1e-6)
-    np.testing.assert_allclose(features.delta(x ** 2, order=2)[:, 4:-4], 2.0, rtol=1e-5)
+    np.testing.assert_allclose(dsp.delta(3 * x)[:, 4:-4], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(dsp.delta(x ** 2, order=2)[:, 4:-4], 2.0, rtol=1e-5)
     # trim cuts leading/trailing silence, keeping at most a window and a hop around the tone
     tone = _tone(300.0, 1.0)
     y2 = np.concatenate([np.zeros(sr), tone, np.zeros(sr)]).astype(np.float32)
-    yt = features.trim(y2)
+    yt = dsp.trim(y2)
     assert len(tone) <= len(yt) <= len(tone) + 2 * (features.N_FFT // 2 + features.HOP_LENGTH)
     assert np.max(np.abs(yt)) == np.max(np.abs(y2))
     # resample: the length librosa gives, and a tone keeps its frequency

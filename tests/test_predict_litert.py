@@ -161,8 +161,8 @@ def test_add_export_to_a_saved_model(tiny, tmp_path):
     assert entry["sha256"] == _sha(path.with_suffix(".tflite"))
     assert entry["sha256"] == ser.checkpoint.read_sidecar(tiny)["litert"]["sha256"]  # same H5 config
     assert ser.predict.Predictor(path).backend == "litert"
-    # the command line: python -m ser.export, again the same bytes
-    r = subprocess.run([sys.executable, "-m", "ser.export", str(path)], cwd=ROOT,
+    # the command line: python -m ser.cli.export, again the same bytes
+    r = subprocess.run([sys.executable, "-m", "ser.cli.export", str(path)], cwd=ROOT,
                        capture_output=True, text=True, timeout=300,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert r.returncode == 0 and r.stdout.startswith(f"{path}: plain.tflite"), r.stderr
@@ -199,7 +199,7 @@ def test_stale_export_of_a_replaced_h5_is_refused(tiny, tmp_path):
     msg = _one_line_model_error(path)
     lite = path.with_suffix(".tflite")
     assert msg.startswith(f"{lite}: stale export") and str(path) in msg, msg
-    assert "python -m ser.export" in msg
+    assert "python -m ser.cli.export" in msg
 
 
 def test_an_export_left_behind_is_not_needed(tiny, tmp_path):

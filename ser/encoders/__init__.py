@@ -30,12 +30,13 @@ from typing import Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from ser.errors import SerError
 from ser.fetch import FetchError
 
 __all__ = ["Encoder", "WeightsError", "FetchError", "embed", "mean_std"]
 
 
-class WeightsError(ValueError):
+class WeightsError(SerError, ValueError):
     """An encoder's weights cannot be used: missing, or not the pinned files (the message is one
     line naming the file and, for a mismatch, both checksums)."""
 

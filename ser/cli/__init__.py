@@ -24,13 +24,17 @@ COMMANDS = {
     "train": ("neural_network", "step 3: train, evaluate and save models"),
     "predict": ("live_predictions", "step 4: predict files, a microphone or a stream"),
     "plot": ("plot_model", "step 5: draw a model's diagram"),
+    # upkeep of the shipped models (the library's own commands, not steps of the pipeline)
+    "export": ("ser.cli.export", "give models their TFLite export, or --verify one"),
+    "encoder": ("ser.cli.encoder", "convert the BYOL-S checkpoint once into models/"),
 }
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    rows = "\n".join(f"  {name:<{width}}  {what}  ({module}.py)"
-                     for name, (module, what) in COMMANDS.items())
+    rows = "\n".join(f"  {name:<{width}}  {what}  ("
+                     + (f"python -m {module}" if module.startswith("ser.") else f"{module}.py")
+                     + ")" for name, (module, what) in COMMANDS.items())
     return ("usage: ser COMMAND [options]     (ser COMMAND --help for a command's options)\n\n"
             f"speech emotion recognition: the pipeline's steps, in order\n\ncommands:\n{rows}\n\n"
             "  ser --version    the installed version\n\n"
