@@ -29,6 +29,10 @@ class AudioError(SerError, ValueError):
     """An audio file that cannot be used; the message names the file and the problem."""
 
 
+class SampleTypeError(AudioError, TypeError):
+    """Samples of the wrong kind (not an array, strings, integer PCM where floats are due)."""
+
+
 class AudioTooLong(AudioError):
     """A file longer than the caller's limit (:func:`load_audio`'s ``max_seconds``)."""
 
@@ -343,16 +347,42 @@ def check_signal(y: np.ndarray, *, name: str = "signal") -> None:
                          f"dBFS, a DC offset not counted), no speech detected")
 
 
-def check_samples(y: np.ndarray, *, name: str = "signal") -> None:
-    """Refuse samples that features cannot be computed from: not mono, shorter than one FFT
-    frame, NaN or infinite."""
+def mono_samples(y, *, name: str = "signal", integers: bool = False) -> np.ndarray:
+    """``y`` as contiguous float32 samples of shape (n,), all finite: the one check of a signal
+    handed to the library (features, encoders, the speech detector, timelines).
+
+    ``integers``: also accept any array-like and integer dtypes (converted as they are, not
+    scaled); else ``y`` must be a float numpy array. Errors name ``name`` and the broken rule:
+    :class:`AudioError` (a ``ValueError``); :class:`SampleTypeError` (also a ``TypeError``) for
+    the wrong kind of object or dtype.
+    """
+    if not isinstance(y, np.ndarray):
+        if not integers:
+            raise SampleTypeError(f"{name}: expected a numpy array of samples, got "
+                                  f"{type(y).__name__}")
+        y = np.asarray(y)
     if y.ndim != 1:
-        raise AudioError(f"{name}: expected mono audio of shape (n,), got {y.shape}")
-    if y.shape[0] < MIN_SAMPLES:
-        raise AudioError(f"{name}: too short ({y.shape[0]} samples < {MIN_SAMPLES}, "
-                         f"one FFT frame)")
-    if not math.isfinite(float(np.max(np.abs(y)))):   # NaN or inf anywhere: one pass
+        raise AudioError(f"{name}: expected mono audio of shape (n,), got shape {y.shape}")
+    if integers and not (np.issubdtype(y.dtype, np.floating)
+                         or np.issubdtype(y.dtype, np.integer)):
+        raise SampleTypeError(f"{name}: expected real numbers (float or integer samples), "
+                              f"got dtype {y.dtype}")
+    if not integers and not np.issubdtype(y.dtype, np.floating):
+        raise SampleTypeError(f"{name}: expected float samples in [-1, 1], got dtype "
+                              f"{y.dtype} (divide integer PCM by its full scale first)")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if y.size and not math.isfinite(float(np.max(np.abs(y)))):   # NaN or inf: one pass
         raise AudioError(f"{name}: contains NaN or infinite samples")
+    return y
+
+
+def check_samples(y: np.ndarray, *, name: str = "signal") -> None:
+    """Refuse samples that features cannot be computed from: not mono float, shorter than one
+    FFT frame, NaN or infinite (:func:`mono_samples`)."""
+    if getattr(y, "ndim", 1) == 1 and len(y) < MIN_SAMPLES:
+        raise AudioError(f"{name}: too short ({len(y)} samples < {MIN_SAMPLES}, "
+                         f"one FFT frame)")
+    mono_samples(y, name=name)
 
 
 DEFAULT_TRIM_DB = -60.0        # --mic: leading/trailing frames quieter than this are cut

@@ -12,23 +12,45 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 @contextmanager
-def stderr_silenced() -> Iterator[None]:
-    """Silence file descriptor 2 (TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL)."""
-    import sys
+def silenced(*fds: int) -> Iterator[None]:
+    """Point file descriptors (1 stdout, 2 stderr) at /dev/null for the duration: what C++
+    code writes there ignores Python's streams (TensorFlow's start-up lines ignore
+    TF_CPP_MIN_LOG_LEVEL; the TFLite converter print()s about its SavedModel; LiteRT announces
+    its XNNPACK delegate). A descriptor that does not exist (a daemon) is left alone."""
+    saved: list[tuple[int, int]] = []
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
+        _flush_std_streams()
+        for fd in fds:
+            saved.append((fd, os.dup(fd)))
         with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+            for fd, _ in saved:
+                os.dup2(null.fileno(), fd)
+    except OSError:                      # no such descriptor: nothing to silence
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+        saved = []
+    try:
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        _flush_std_streams()
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+
+
+def stderr_silenced():
+    """:func:`silenced` for file descriptor 2."""
+    return silenced(2)
 
 
 def import_keras(*, verbose: bool = False):

@@ -31,7 +31,7 @@ import numpy as np
 
 from ser import byols
 from ser.errors import SerError
-from ser.files import require_sha256
+from ser.files import atomic_path, require_sha256
 from ser.paths import MODELS_DIR
 
 NAME = "byols_default512"
@@ -183,14 +183,8 @@ def convert(out_dir: str | os.PathLike = MODELS_DIR, *,
 
 
 def _atomic_write(dest: Path, data: bytes) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from ser.errors import SerError
 from ser import files
+from ser.console import silenced
+from ser.errors import SerError
 from ser.files import atomic_path, check_regular_file, read_regular
 
 SUFFIX = ".tflite"
@@ -75,48 +74,11 @@ def tflite_path(model_path: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------------------------
 # Export (imports TensorFlow: training time only)
 # --------------------------------------------------------------------------------------------
-@contextmanager
-def _silenced(*fds: int) -> Iterator[None]:
-    """Point file descriptors (1 stdout, 2 stderr) at /dev/null for the duration: the
-    converter print()s about its SavedModel, TensorFlow's C++ code logs on fd 2, and LiteRT
-    writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." there on its first
-    ``allocate_tensors``."""
-    import sys
-    saved: list[tuple[int, int]] = []
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
-        for fd in fds:
-            saved.append((fd, os.dup(fd)))
-        with open(os.devnull, "w") as null:
-            for fd, _ in saved:
-                os.dup2(null.fileno(), fd)
-    except OSError:                      # no such descriptor (a daemon): nothing to silence
-        for fd, dup in saved:
-            os.dup2(dup, fd)
-            os.close(dup)
-        saved = []
-    try:
-        yield
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
-        for fd, dup in saved:
-            os.dup2(dup, fd)
-            os.close(dup)
-
-
 def convert(keras_model) -> bytes:
     """The Keras model's inference graph as TFLite flatbuffer bytes (float32, no
     optimisation: outputs equal Keras' to ~1e-6), with a dynamic batch dimension."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _silenced(1, 2):
+    with silenced(1, 2):
         import tensorflow as tf
         tf.get_logger().setLevel("ERROR")
         # from_keras_model (a SavedModel export underneath) freezes the weights into the
@@ -200,7 +162,7 @@ def load_h5(h5_path: str | os.PathLike):
     the caller has them, e.g. ``ser.checkpoint.load_model``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import warnings
-    with _silenced(1, 2):
+    with silenced(1, 2):
         import keras
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -225,12 +187,6 @@ def export_from_h5(h5_path: str | os.PathLike, dest_path: str | os.PathLike | No
     """
     dest = tflite_path(h5_path) if dest_path is None else dest_path
     return export_tflite(load_h5(h5_path), dest, **kwargs)
-
-
-def export_beside(keras_model, model_path: str | os.PathLike, **kwargs) -> dict:
-    """:func:`export_tflite` to ``models/X.tflite`` for ``models/X.h5``; the entry to store
-    under ``sidecar[SIDECAR_KEY]``."""
-    return export_tflite(keras_model, tflite_path(model_path), **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +250,7 @@ class LiteRTModel:
         self.sha256 = sha256_bytes(blob)
         self._blob = blob                   # the interpreter reads from this buffer
         try:
-            with _silenced(2):
+            with silenced(2):
                 it = Interpreter(model_content=blob, num_threads=num_threads)
                 it.allocate_tensors()
         except Exception as e:

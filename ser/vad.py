@@ -28,7 +28,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ser.errors import SerError
-from ser.audio import MAX_RATE, MIN_RATE
+from ser.audio import MAX_RATE, MIN_RATE, mono_samples
 
 VAD_RATE = 16000                 # the rate the model runs at (it also has an 8 kHz variant)
 WINDOW = 512                     # samples per model window at VAD_RATE (32 ms)
@@ -95,18 +95,9 @@ def check_rate(sr, *, name: str = "sr") -> int:
 
 
 def check_mono(y, *, name: str = "signal") -> np.ndarray:
-    """``y`` as a contiguous float32 array of shape (n,), finite; an error names the rule."""
-    if not isinstance(y, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array of samples, got {type(y).__name__}")
-    if y.ndim != 1:
-        raise ValueError(f"{name}: expected mono audio of shape (n,), got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.floating):
-        raise TypeError(f"{name}: expected float samples in [-1, 1], got dtype {y.dtype}"
-                        f" (divide integer PCM by its full scale first)")
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{name}: contains NaN or infinite samples")
-    return y
+    """``y`` as a contiguous float32 array of shape (n,), finite; an error names the rule
+    (:func:`ser.audio.mono_samples`)."""
+    return mono_samples(y, name=name)
 
 
 class SpeechDetector:

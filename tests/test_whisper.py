@@ -134,7 +134,7 @@ def test_log_mel_of_a_tone_lands_in_its_band_with_the_known_energy():
 def test_log_mel_refuses_bad_input_with_one_line():
     y = np.zeros(16000, np.float32)
     cases = [((y,), {"sr": 22050}, "sr must be 16000"),
-             ((np.zeros((2, 16000), np.float32),), {}, "must be mono"),
+             ((np.zeros((2, 16000), np.float32),), {}, "expected mono audio"),
              ((np.full(16000, np.nan, np.float32),), {}, "NaN"),
              ((np.zeros(100, np.float32),), {}, "got 100"),
              ((np.zeros(whisper.MAX_SAMPLES + 1, np.float32),), {}, "30 s"),

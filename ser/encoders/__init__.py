@@ -30,6 +30,7 @@ from typing import Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from ser.audio import mono_samples
 from ser.errors import SerError
 from ser.fetch import FetchError
 
@@ -151,16 +152,7 @@ def embed(encoder: Encoder, y: np.ndarray, *, sr: int, method: str) -> np.ndarra
 def check_clip(y, *, where: str, what: str = "y") -> np.ndarray:
     """``y`` as contiguous float32 mono samples, finite; else ValueError naming ``where`` (the
     caller, module included) and the rule."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{where}: {what} must be mono, shape (n_samples,); got shape "
-                         f"{y.shape}")
-    if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(f"{where}: {what} must be real numbers; got dtype {y.dtype}")
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{where}: {what} contains NaN or infinite samples")
-    return y
+    return mono_samples(y, name=f"{where}: {what}", integers=True)
 
 
 def mean_std(frames: np.ndarray, *, dim: int | None = None, where: str = "mean_std"
