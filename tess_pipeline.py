@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 from ser import __version__
-from ser.console import show_progress
+from ser.console import err, info, show_progress
+from ser.errors import SerError
 from ser.paths import FEATURES_DIR, TESS_SOURCE_DIR
-from ser.tess import TessError, run
+from ser.tess import run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,14 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         r = run(args.source, args.out, manifest=args.manifest, progress=show_progress(args.quiet))
-    except (TessError, FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (SerError, OSError) as e:     # TessError, a missing or unreadable source
+        err(str(e))
         return 1
     for line in r["problems"]:
-        print(f"skipped: {line}", file=sys.stderr)
+        info(f"skipped: {line}")
     if not r["manifest_written"]:
-        print(f"error: {args.source}: nothing could be placed ({r['skipped']} skipped); no "
-              f"manifest written", file=sys.stderr)
+        err(f"{args.source}: nothing could be placed ({r['skipped']} skipped); no manifest "
+            f"written")
         return 1
     print(f"TESS: {r['copied']} copied, {r['unchanged']} already in place, {r['skipped']} "
           f"skipped; manifest {r['manifest']} ({time.perf_counter() - t0:.1f} s)")
