@@ -7,7 +7,7 @@ checksum, resuming cut downloads. ``python download_data.py --from DIR`` imports
 ``ravdess_song/``, ``tess/``). RAVDESS goes to ``features/Actor_XX/``, TESS to ``data/tess/``
 for ``tess_pipeline.py``. A second run changes nothing; a file in place that differs is kept
 unless ``--force`` (then the old one goes to ``.previous/``). What is refused and why (names
-leading out of the destination, unreadable or non-audio files, links): ``ser/download.py``.
+leading out of the destination, unreadable or non-audio files, links): ``ser/download/``.
 
 Exit status: 0 done (the summary line says what was placed, present and skipped), 1 an error
 (one line), 130 interrupted.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from ser import __version__
-from ser.console import show_progress
+from ser.console import info, show_progress
 from ser.download import (
     CORPORA,
     DATAVERSE_URL,
@@ -33,8 +33,8 @@ from ser.download import (
     ZENODO_RECORD,
     ZENODO_URL,
     DownloadError,
-    _short,
     download,
+    first_line,
     import_local,
 )
 from ser.paths import FEATURES_DIR, TESS_SOURCE_DIR
@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(msg: str) -> None:
+    """The one error line on stderr, through ser.console (control characters escaped). Its
+    prefix stays ``download_data.py: error:`` (argparse's form, which the tests read), not
+    the ``error:`` of :func:`ser.console.err`."""
+    info(f"{PROG}: error: {msg}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = show_progress(args.no_progress)   # a bar on a terminal only
@@ -122,14 +129,13 @@ def main(argv: list[str] | None = None) -> int:
                                progress=progress, remove_archives=args.remove_archives,
                                force=args.force)
     except DownloadError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _error(str(e))
         return 1
     except OSError as e:
-        print(f"{PROG}: error: {_short(e)}", file=sys.stderr)
+        _error(first_line(e))
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; partial downloads are kept (.part), run again to resume",
-              file=sys.stderr)
+        info(f"{PROG}: interrupted; partial downloads are kept (.part), run again to resume")
         return 130
     print(summary.line())
     return 0
