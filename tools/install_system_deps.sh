@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # System packages the project needs: Graphviz (plot_model.py), PortAudio (sounddevice),
-# PulseAudio + ALSA plugin (a real capture device for the microphone tests), sox.
+# PulseAudio + ALSA plugin (a real capture device for the microphone tests), sox,
+# Chromium and its driver (the --serve page's tests drive it headless with Selenium).
 # Installed with apt where we are root (or have sudo); otherwise we say what to install.
 set -u
-PKGS="graphviz libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils"
+PKGS="graphviz libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
+      chromium chromium-driver"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -20,6 +22,7 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 echo "WARNING: could not install system packages:$missing" >&2
 echo "  Install them yourself (Debian/Ubuntu: apt-get install$missing;" >&2
-echo "  macOS: brew install graphviz portaudio pulseaudio). Without them plot_model.py," >&2
-echo "  the microphone and its tests are unavailable (those tests skip)." >&2
+echo "  macOS: brew install graphviz portaudio pulseaudio; brew install --cask chromium" >&2
+echo "  chromedriver). Without them plot_model.py, the microphone and the browser tests of" >&2
+echo "  --serve are unavailable (those tests skip)." >&2
 exit 0
