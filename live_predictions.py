@@ -13,7 +13,11 @@ Examples::
     python live_predictions.py --stream --stream-mode window  # sliding window, one line per hop
     python live_predictions.py --list-devices
 
-The model (H5 + JSON sidecar, see :func:`ser.checkpoint.load_model`) is loaded once per run;
+The model (H5 + JSON sidecar, see :func:`ser.checkpoint.load_model`) is loaded once per run:
+by default the recommended one, ``models/emotion_mlp_stats_whisper.h5`` (:data:`ser.paths.
+DEFAULT_MODEL`, found from any folder); the original's improved CNN is
+``--model models/Emotion_Voice_Detection_Model.h5``. A relative ``--model`` is taken from the
+current folder, like every other path on the command line;
 the sidecar says which feature set to compute and how to normalise it, so prediction goes
 through exactly the loader and feature code that training used (``ser.audio``,
 ``ser.features``). Inference runs the model's TFLite export through LiteRT (package
@@ -36,7 +40,10 @@ name, a link to a folder) is named on stderr with the reason; a folder that cann
 empty folder and a folder without audio are errors, like a file that fails. A batch of more than
 one input ends with a ``summary:`` line on stderr counting what was judged, failed and left out.
 A file longer than ``--max-seconds`` (default 600 s, judged from its header before anything is
-decoded) is refused: a file is judged whole, in memory.
+decoded) is refused, its line pointing to ``--timeline``: a file is judged whole, in memory
+(measured peak with the CNN: 0.99 GB for 10 minutes, ~5.6 GB an hour). The recommended model's
+features hear at most 30 s (Whisper's window; 0.51 GB for 30 s): with it, a longer file is
+refused the same way.
 
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
 short, too long, with --timeline no speech found, an empty or unreadable folder, ...; the others
@@ -57,11 +64,11 @@ import os
 import sys
 from pathlib import Path
 
-from ser import output, vad
+from ser import __version__, output, vad
 from ser import timeline as tl
 from ser.audio import DEFAULT_TRIM_DB
 from ser.console import err, info
-from ser.paths import DEFAULT_MODEL, ROOT
+from ser.paths import CNN_MODEL, DEFAULT_MODEL, ROOT
 from ser.predict import (
     BACKENDS,
     DEFAULT_MAX_SECONDS,
@@ -143,9 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--list-devices", action="store_true",
                       help="list the audio devices ('>' marks the default input) and exit "
                            "(status 2 when there is no input device)")
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                    help="H5 model with its JSON sidecar beside it (default: "
-                         f"{DEFAULT_MODEL.relative_to(ROOT)})")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    ap.add_argument("--model", type=Path, default=None, metavar="H5",
+                    help="H5 model with its JSON sidecar beside it; a relative path is taken "
+                         "from the current folder (default: the recommended model, "
+                         f"{DEFAULT_MODEL.relative_to(ROOT)} in the repository, found from "
+                         "any folder: an MLP on pooled statistics and Whisper tiny.en's "
+                         "encoder, the best on voices it never heard; the original's "
+                         "reproduction, the improved CNN on 40 MFCC means, is --model "
+                         f"{CNN_MODEL.relative_to(ROOT)})")
     ap.add_argument("--json", action="store_true",
                     help="print one JSON object per line: per file {file, emotion, confidence, "
                          "probabilities} or {file, error}; per --timeline segment the same "
@@ -160,11 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--top", type=int, default=3, metavar="K",
                     help="text output: show the K most likely emotions (default: %(default)s)")
     ap.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
-                    help="answer 'uncertain' (with the probabilities) when the most likely "
-                         "emotion's probability is below P (0-1; default 0: always an "
-                         "emotion). The probabilities are calibrated on speakers the model "
-                         "never heard (the sidecar's temperature); the README says what "
-                         "fraction each P leaves and how accurate the rest is")
+                    help="answer 'uncertain' when the most likely emotion's probability is "
+                         "below P (0-1; default 0: always an emotion): a text line then reads "
+                         "'uncertain: angry 0.25  (happy 0.19, sad 0.17)', naming the emotion "
+                         "the probability belongs to; JSON and CSV have emotion 'uncertain', "
+                         "its probability as confidence and every emotion's probability. The "
+                         "probabilities are calibrated on speakers the model never heard (the "
+                         "sidecar's temperature); the README says what fraction each P "
+                         "leaves and how accurate the rest is")
     ap.add_argument("--no-calibration", action="store_true",
                     help="the model's raw probabilities, without its sidecar's temperature")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
@@ -181,8 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
                     help="refuse files (and --enrol recordings) longer than S seconds, judged "
                          "from the file's header before decoding: a file is judged whole, in "
-                         "memory, about 3-7 GB an hour of audio (default: %(default)g). Not "
-                         "for --timeline, which reads files of any length in blocks")
+                         "memory (measured peak with the CNN: 0.99 GB for 10 minutes, ~5.6 GB "
+                         "an hour); the recommended model's features hear at most 30 s "
+                         "(Whisper's window; 0.51 GB for 30 s), so with it longer files are "
+                         "refused whatever S "
+                         "(default: %(default)g). For long recordings use --timeline, which "
+                         "reads files of any length in blocks and judges them segment by "
+                         "segment")
     seg = ap.add_argument_group("speech detection and segments (--timeline, --stream)")
     seg.add_argument("--vad-threshold", type=float, metavar="P",
                      help="speech probability (0-1, exclusive) from which a 32 ms window "
@@ -199,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--max-segment", type=float, metavar="S",
                      help="seconds: a longer segment is split into equal parts no longer than "
                           f"this (default: {tl.DEFAULT_MAX_LEN:g}; at least twice "
-                          "--min-segment)")
+                          "--min-segment; at most 30 with the recommended model, whose "
+                          "Whisper features hear 30 s at once)")
     seg.add_argument("--min-segment", type=float, metavar="S",
                      help="seconds: shorter segments are not judged (default: "
                           f"{tl.DEFAULT_MIN_LEN:g})")
@@ -316,6 +338,9 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
         ap.error("--output-dir with --stream writes the session's timeline: use --stream-mode "
                  "utterance (the default)")
     args.format = args.format or output.DEFAULT_FORMAT
+    args.model_given = args.model is not None
+    if args.model is None:
+        args.model = DEFAULT_MODEL          # absolute: found from any folder
 
 
 def _check_model_path(path: Path) -> str | None:
@@ -335,6 +360,84 @@ def _check_model_path(path: Path) -> str | None:
             f".json sidecar beside it)")
 
 
+def _missing_model(path: Path, given: bool) -> str | None:
+    """A one-line reason when the model file is not there, before TensorFlow is imported: the
+    path as the user gave it (a relative one is taken from the current folder, and the line
+    says where that is), or the default model missing from the repository."""
+    if path.exists() or path.is_symlink():     # anything else is the Predictor's to judge
+        return None
+    if not given:
+        return (f"{path}: the default model is missing (it ships in the repository's "
+                f"models/ folder: restore it from git, or retrain it with make train)")
+    msg = f"{path}: model file not found"
+    if not path.is_absolute():
+        msg += f" (relative to the current folder, {Path.cwd()}"
+        in_repo = ROOT / path
+        msg += f"; the repository has {in_repo})" if in_repo.is_file() else ")"
+    return msg
+
+
+def _new_folders(folder: Path) -> list[Path]:
+    """The folders of ``folder``'s path that do not exist yet, deepest first: what
+    :func:`ser.output.check_output_dir` will make."""
+    new = []
+    for d in (folder, *folder.parents):
+        if d.exists() or d.is_symlink():
+            break
+        new.append(d)
+    return new
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders this run made for --output-dir when nothing was written into them
+    (deepest first; stops at the first that is not empty)."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
+def _check_model_fits(args, predictor: Predictor) -> str | None:
+    """A one-line reason when the options ask the model for longer clips than its features
+    hear at once (:attr:`Predictor.clip_seconds`)."""
+    clip = predictor.clip_seconds
+    if clip is None:
+        return None
+    for flag, value, on in (("--max-segment", args.max_segment, args.timeline or args.stream),
+                            ("--window", args.window,
+                             args.stream and args.stream_mode == "window")):
+        if on and value > clip:
+            return (f"{flag} {value:g} s is longer than the {clip:g} s that "
+                    f"{args.model.name}'s {predictor.feature} features hear at once "
+                    f"(Whisper's window): use at most {clip:g}")
+    return None
+
+
+def _enrol(predictor: Predictor, paths: list[str]) -> bool:
+    """``--enrol``: adapt the predictor to the speaker's recordings; False (said on stderr)
+    when there is nothing to adapt to or the model does not adapt."""
+    enrol = expand_inputs(paths)
+    report_left_out(enrol, " (enrolment)")
+    try:
+        used, errors = predictor.enrol(enrol.files)
+    except ModelError as e:
+        err(str(e))
+        return False
+    errors = [msg for _, msg in enrol.problems] + errors
+    for msg in errors:
+        err(f"enrolment skipped: {output.drop_library_name(msg)}")
+    if not used:
+        err("no usable enrolment recording; nothing to adapt to")
+        return False
+    skipped = [f"{len(errors)} failed"] if errors else []
+    if enrol.left_out:
+        skipped.append(f"{plural(len(enrol.left_out), 'file')} left out of the folders")
+    info(f"adapted to the speaker from {used} enrolment recording(s)"
+         + (f" ({', '.join(skipped)}, named above)" if skipped else ""))
+    return True
+
+
 def _cli_backend(args, n_files: int) -> str:
     """``--backend auto`` on the command line: the model's LiteRT export when its sidecar has
     one (no TensorFlow import, nothing to pay back); without one, LiteRT only where its
@@ -351,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     _check_args(ap, args)
+    made: list[Path] = []                  # --output-dir folders this run made
     try:
         if args.list_devices:
             return list_devices()
@@ -359,11 +463,16 @@ def main(argv: list[str] | None = None) -> int:
             err(bad_model)
             return 2
         if args.output_dir is not None:
+            made = _new_folders(args.output_dir)
             try:
                 output.check_output_dir(args.output_dir)
             except output.OutputError as e:
                 err(os_message(e))
                 return 2
+        missing = _missing_model(args.model, args.model_given)
+        if missing:
+            err(missing)
+            return 2
         if args.mic or args.stream:
             input_device(args.device)      # fail fast, before the slow model load
         inputs = expand_inputs(args.files)
@@ -381,26 +490,13 @@ def main(argv: list[str] | None = None) -> int:
         except ModelError as e:
             err(str(e))
             return 2
+        misfit = _check_model_fits(args, predictor)
+        if misfit:
+            err(misfit)
+            return 2
         if args.enrol:
-            enrol = expand_inputs(args.enrol)
-            report_left_out(enrol, " (enrolment)")
-            try:
-                used, errors = predictor.enrol(enrol.files)
-            except ModelError as e:
-                err(str(e))
+            if not _enrol(predictor, args.enrol):
                 return 2
-            errors = [msg for _, msg in enrol.problems] + errors
-            for msg in errors:
-                err(f"enrolment skipped: {msg}")
-            if not used:
-                err("no usable enrolment recording; nothing to adapt to")
-                return 2
-            skipped = [f"{len(errors)} failed"] if errors else []
-            if enrol.left_out:
-                skipped.append(f"{plural(len(enrol.left_out), 'file')} left out of the "
-                               f"folders")
-            info(f"adapted to the speaker from {used} enrolment recording(s)"
-                  + (f" ({', '.join(skipped)}, named above)" if skipped else ""))
         elif predictor.adaptation.name == "speaker" and not (args.stream or args.timeline):
             info("note: this model adapts to the speaker; without --enrol it uses the "
                   "population's normalisation")
@@ -423,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 1
+    finally:
+        _remove_if_empty(made)             # a run that wrote nothing leaves no empty folder
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ parsing here):
 Every file is written atomically (:func:`ser.files.atomic_path`: a temporary name in the same
 folder, renamed into place when complete), and :func:`check_output_dir` checks the folder
 before any work, so that a folder that cannot be written is one line at the start.
+
+One rule for every output: confidences and probabilities are rounded to
+:data:`ser.timeline.DIGITS` decimals (:data:`DIGITS`), a file's and a timeline's alike; a text
+line is :meth:`ser.predict.Prediction.text` (the terminal's); an error names its file once
+(:func:`error_line`), and its ``error`` field in JSON and CSV is that same line.
 """
 from __future__ import annotations
 
@@ -30,7 +35,9 @@ from typing import Iterable, Mapping
 from ser import files
 from ser.console import csv_cell, from_csv_cell, printable
 from ser import timeline as tl
+from ser.predict import Prediction
 
+DIGITS = tl.DIGITS          # decimals of confidences and probabilities, in every result file
 FORMATS = ("csv", "json", "txt")
 DEFAULT_FORMAT = "csv"
 EXTENSIONS = {"csv": ".csv", "json": ".jsonl", "txt": ".txt"}
@@ -113,6 +120,37 @@ def timeline_paths(folder: str | os.PathLike, stem: str, fmt: str, *,
 
 
 # --------------------------------------------------------------------------------------------
+# Errors: the file named once
+# --------------------------------------------------------------------------------------------
+_SNDFILE_OPENING = re.compile(r"Error opening (?:'[^']*'|\"[^\"]*\"): ")
+
+
+def drop_library_name(msg: str) -> str:
+    """``msg`` without libsndfile's own naming of the file it could not open (``Error opening
+    '<path>': ``), which repeats the path the message already starts with."""
+    return _SNDFILE_OPENING.sub("", str(msg))
+
+
+def error_reason(path: str | os.PathLike, msg: str) -> str:
+    """An error about the file ``path`` without its own naming of the file: a leading
+    ``<path>: `` (as given, or as :class:`~pathlib.Path` spells it: ``./a.wav`` is ``a.wav``)
+    and libsndfile's ``Error opening '<path>': ``."""
+    msg = str(msg)
+    for name in dict.fromkeys((str(path), str(Path(path)))):
+        if name and msg.startswith(f"{name}: "):
+            msg = msg[len(name) + 2:]
+            break
+    return drop_library_name(msg)
+
+
+def error_line(path: str | os.PathLike, msg: str) -> str:
+    """The one line reporting ``msg`` about ``path``: ``<path>: <reason>``, the file named
+    once, as the user gave it (stderr prints it after ``error: ``; JSON and CSV rows hold it
+    as their ``error``)."""
+    return f"{path}: {error_reason(path, msg)}"
+
+
+# --------------------------------------------------------------------------------------------
 # Batch predictions
 # --------------------------------------------------------------------------------------------
 def _labels_of(rows: list[Mapping]) -> list[str]:
@@ -136,12 +174,12 @@ def _check_rows(rows) -> list[dict]:
 
 
 def _text_line(r: Mapping, top: int = 3) -> str:
+    """``FILE: <Prediction.text>`` or ``FILE: error: <reason>`` (the file named once)."""
     if r.get("emotion") is None:
-        return f"{printable(r['file'])}: error: {printable(r.get('error'))}"
-    others = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[1:top]
-    rest = ", ".join(f"{k} {v:.2f}" for k, v in others)
-    return (f"{printable(r['file'])}: {r['emotion']} {r['confidence']:.2f}"
-            + (f"  ({rest})" if rest else ""))
+        return (f"{printable(r['file'])}: error: "
+                f"{printable(error_reason(r['file'], r.get('error') or ''))}")
+    p = Prediction(r["emotion"], float(r["confidence"]), dict(r["probabilities"]))
+    return f"{printable(r['file'])}: {p.text(top)}"
 
 
 def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: str = "csv",
@@ -157,7 +195,8 @@ def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: s
         Made if missing.
     fmt : {"csv", "json", "txt"}
         ``csv``: columns ``file, emotion, confidence, <labels...>, error``; ``json``: JSON
-        lines, the rows as given; ``txt``: the terminal's lines (``FILE: emotion p  (...)``).
+        lines, the rows as given; ``txt``: the terminal's lines (``FILE: emotion p  (...)``,
+        ``FILE: uncertain: emotion p  (...)``, ``FILE: error: reason``: the file named once).
     top : int
         ``txt``: how many emotions a line names.
     """

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ser.errors import SerError
 from ser.adaptation import ADAPTATIONS
 from ser.audio import (
     DEFAULT_MAX_SECONDS,
@@ -30,13 +31,25 @@ from ser.console import import_keras, info, stderr_silenced
 from ser.corpora import EMOTIONS, N_CLASSES
 from ser.calibration import apply_temperature
 from ser.export import ExportMissing, UnverifiedExport, load_exported, sidecar_entry
-from ser.features import extract_features, make_ready
+from ser.features import extract_features, make_ready, parts_of
 from ser.paths import DEFAULT_MODEL
+from ser.timeline import DIGITS
 
 MIN_SPEECH_SECONDS = 0.25      # shorter clips are "no speech detected", not a guess
+TIMELINE_HINT = ("for a long recording use --timeline, which judges it segment by segment in "
+                 "bounded memory")
 
 
-class ModelError(Exception):
+def clip_limit(feature: str) -> float | None:
+    """The longest clip (seconds) a feature set can hear at once, or None (no limit): a set
+    with Whisper's encoder in it hears at most Whisper's window (30 s)."""
+    if "whisper" in parts_of(feature):
+        from ser.encoders.whisper import MAX_SECONDS
+        return float(MAX_SECONDS)
+    return None
+
+
+class ModelError(SerError):
     """The model cannot be used (missing, unreadable, or not matching this version)."""
 
 
@@ -67,7 +80,30 @@ class Prediction:
         """The ``k`` most likely emotions with their probabilities, best first."""
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
-    def as_dict(self, digits: int = 6) -> dict:
+    @property
+    def most_likely(self) -> str:
+        """The most likely emotion, also when the answer is :data:`UNCERTAIN` (``confidence``
+        is its probability)."""
+        return self.top(1)[0][0] if self.probabilities else self.emotion
+
+    @property
+    def headline(self) -> str:
+        """The answer as the text outputs name it: ``angry``, or below the predictor's
+        ``min_confidence`` ``uncertain: angry`` (the emotion whose probability
+        ``confidence`` is)."""
+        if self.emotion == UNCERTAIN and self.probabilities:
+            return f"{UNCERTAIN}: {self.most_likely}"
+        return self.emotion
+
+    def text(self, top: int = 3) -> str:
+        """One line: ``angry 0.71  (happy 0.19, sad 0.05)``, the ``top`` most likely emotions;
+        below ``min_confidence`` ``uncertain: angry 0.25  (happy 0.19, sad 0.17)``."""
+        others = ", ".join(f"{k} {v:.2f}" for k, v in self.top(top)[1:])
+        return f"{self.headline} {self.confidence:.2f}" + (f"  ({others})" if others else "")
+
+    def as_dict(self, digits: int = DIGITS) -> dict:
+        """``{emotion, confidence, probabilities}`` as the JSON and CSV outputs hold them
+        (numbers rounded to ``digits``, :data:`ser.timeline.DIGITS` for every result)."""
         return {"emotion": self.emotion, "confidence": round(self.confidence, digits),
                 "probabilities": {k: round(v, digits) for k, v in self.probabilities.items()}}
 
@@ -190,8 +226,21 @@ class Predictor:
         Inference path (see :data:`BACKENDS`); :attr:`backend` tells which one is used.
     max_seconds : float or None
         Files (and enrolment recordings) longer than this are refused, judged from the header
-        before decoding (see :func:`load_audio`); a file is judged whole, in memory
-        (one hour took 2.9 GB with the CNN, 7 GB with the stats MLP). ``None``: no limit.
+        before decoding (see :func:`load_audio`); a file is judged whole, in memory. ``None``:
+        no limit but the model's own (:attr:`clip_seconds`). Measured peak memory of the
+        whole process (``live_predictions.py``, RSS) with the CNN
+        (``models/Emotion_Voice_Detection_Model.h5``): 0.06 GB for 3 s, 0.52 GB for 5 minutes,
+        0.99 GB for 10 minutes (~5.6 GB an hour). The recommended model (``stats_whisper``
+        features) hears at most 30 s, Whisper's window (0.40 GB for 3 s, the encoder
+        included; 0.51 GB for 30 s): its :attr:`clip_seconds` refuses longer files from their
+        header, as :attr:`max_seconds` does. A long recording is judged segment by segment,
+        in bounded memory, by :func:`ser.timeline.timeline` (``--timeline``).
+
+    Attributes
+    ----------
+    clip_seconds : float or None
+        The longest clip the model's feature set hears at once (:func:`clip_limit`: 30 s with
+        Whisper's encoder, else None); longer files and signals are refused with one line.
 
     Raises
     ------
@@ -236,6 +285,7 @@ class Predictor:
             raise ModelError(f"{self.model_path}: model output {out} is not "
                              f"{N_CLASSES} classes")
         self.feature: str = meta["feature"]
+        self.clip_seconds = clip_limit(self.feature)
         try:          # an encoder's weights: one line now, not an error for every file
             make_ready((self.feature,))
         except (OSError, ValueError, RuntimeError) as e:   # EncoderError, WeightsError, ...
@@ -280,7 +330,7 @@ class Predictor:
         except UnverifiedExport as e:     # what runs must be what the H5 says
             if backend == "litert":
                 raise
-            info(f"note: {e}; serving its H5 instead (python -m ser.export "
+            info(f"note: {e}; serving its H5 instead (python -m ser.cli.export "
                  f"{self.model_path} makes this installation's own export)")
             return None
 
@@ -289,7 +339,7 @@ class Predictor:
             import_keras()
         except ImportError as e:
             raise ModelError(f"cannot import Keras/TensorFlow ({e}); install the "
-                             f"requirements: pip install -r requirements.lock") from None
+                             f"requirements: pip install -r requirements.txt") from None
         with stderr_silenced():
             return load_model(self.model_path, meta=meta)
 
@@ -315,10 +365,17 @@ class Predictor:
 
     # -- prediction --------------------------------------------------------------------------
     def check_speech(self, y: np.ndarray, *, name: str = "signal") -> None:
-        """Refuse what cannot be judged: too short, non-finite or silent (AudioError)."""
+        """Refuse what cannot be judged: too short, longer than the model's features hear
+        (:attr:`clip_seconds`), non-finite or silent (AudioError)."""
         if y.ndim == 1 and y.shape[0] < max(MIN_SAMPLES, self.min_seconds * SAMPLE_RATE):
             raise AudioError(f"{name}: too short ({y.shape[0] / SAMPLE_RATE:.2f} s < "
                              f"{self.min_seconds:.2f} s), no speech detected")
+        clip = self.clip_seconds
+        if clip is not None and y.ndim == 1 and y.shape[0] > round(clip * SAMPLE_RATE):
+            raise AudioError(f"{name}: {y.shape[0] / SAMPLE_RATE:.1f} s long, more than the "
+                             f"{clip:g} s this model's {self.feature} features hear at once "
+                             f"(Whisper's window); judge a longer recording segment by segment "
+                             f"(ser.timeline)")
         check_signal(y, name=name)
 
     def features(self, y: np.ndarray, *, name: str = "signal") -> np.ndarray:
@@ -373,19 +430,39 @@ class Predictor:
         used, errors = 0, []
         for path in paths:
             try:
-                self.adaptation.observe(self.features(self.load(path), name=str(path)))
+                self.adaptation.observe(self.features(self.load(path, hint=False),
+                                                      name=str(path)))
                 used += 1
             except (AudioError, OSError) as e:
                 errors.append(str(e))
         return used, errors
 
-    def load(self, path: str | os.PathLike) -> np.ndarray:
-        """:func:`load_audio` with this predictor's length limit (``max_seconds``)."""
+    @property
+    def file_seconds(self) -> float | None:
+        """The longest file this predictor reads: ``max_seconds`` or the model's
+        :attr:`clip_seconds`, whichever is shorter (None: no limit)."""
+        limits = [v for v in (self.max_seconds, self.clip_seconds) if v is not None]
+        return min(limits) if limits else None
+
+    def load(self, path: str | os.PathLike, *, hint: bool = True) -> np.ndarray:
+        """:func:`load_audio` with this predictor's length limit (:attr:`file_seconds`, from
+        the header before decoding). A longer file is one line (AudioError) that says which
+        limit it met and, with ``hint``, names ``--timeline``, the tool for long files."""
+        limit = self.file_seconds
         try:
-            return load_audio(path, max_seconds=self.max_seconds)
+            return load_audio(path, max_seconds=limit)
         except AudioTooLong as e:
-            raise AudioError(f"{e} (a file is judged whole, in memory: about 3-7 GB an hour "
-                             f"of audio; raise the limit with --max-seconds S)") from None
+            clip = self.clip_seconds
+            if clip is not None and limit == clip and (self.max_seconds is None
+                                                       or clip < self.max_seconds):
+                why = (f"this model's {self.feature} features hear at most {clip:g} s, "
+                       f"Whisper's window")
+                how = TIMELINE_HINT if hint else "cut it into shorter recordings"
+            else:
+                why = "a file is judged whole, in memory"
+                how = (f"{TIMELINE_HINT}, or raise the limit with --max-seconds S" if hint
+                       else "raise the limit with --max-seconds S")
+            raise AudioError(f"{e} ({why}; {how})") from None
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Judge an audio file (any libsndfile format, rate and channel count)."""

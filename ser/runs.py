@@ -44,8 +44,9 @@ def _bar(p: float, width: int = 20) -> str:
 
 
 def format_prediction(p: Prediction, top: int = 3) -> str:
-    others = ", ".join(f"{k} {v:.2f}" for k, v in p.top(top)[1:])
-    return f"{p.emotion} {p.confidence:.2f}" + (f"  ({others})" if others else "")
+    """The terminal's line for a judgement (:meth:`Prediction.text`: an uncertain answer names
+    the emotion its confidence belongs to)."""
+    return p.text(top)
 
 
 def report_left_out(inputs: Inputs, what: str = "") -> None:
@@ -60,12 +61,16 @@ def os_message(e: OSError) -> str:
 
 
 def report_error(path: str, msg: str, args, rows: list | None = None) -> None:
+    """One input failed: ``error: <path>: <reason>`` on stderr, or with --json the row
+    ``{file, error}``; the error names the file once (:func:`ser.output.error_line`) and is
+    the same line in every output (stderr, JSON, the --output-dir files)."""
+    line = output.error_line(path, msg)
     if rows is not None:
-        rows.append({"file": path, "error": msg})
+        rows.append({"file": path, "error": line})
     if args.json:
-        print(json.dumps({"file": path, "error": msg}), flush=True)
+        print(json.dumps({"file": path, "error": line}), flush=True)
     else:
-        err(msg)
+        err(line)
 
 
 def plural(n: int, word: str) -> str:
@@ -194,6 +199,8 @@ def run_timeline(predictor: Predictor, inputs: Inputs, args) -> int:
             failed += 1
             report_error(path, str(e).splitlines()[0], args)
             continue
+        except BrokenPipeError:                # stdout closed (| head): main() ends the run
+            raise
         except Exception as e:                 # keep a batch going; report the file
             failed += 1
             msg = str(e).splitlines()[0] if str(e) else ""
@@ -267,8 +274,8 @@ def _run_window_stream(predictor: Predictor, args) -> int:
             print(f"{r.time:7.1f} s  {'-':<9} {' ' * 20}       {r.reason}", flush=True)
         else:
             p = r.prediction
-            print(f"{r.time:7.1f} s  {p.emotion:<9} {_bar(p.confidence)} {p.confidence:.2f}",
-                  flush=True)
+            print(f"{r.time:7.1f} s  {p.headline:<9} {_bar(p.confidence)} "
+                  f"{p.confidence:.2f}", flush=True)
     try:
         stream_windows(predictor, emit, device=args.device, window=args.window, hop=args.hop,
                    gate_db=args.gate_db, duration=args.duration, on_start=started,

@@ -34,6 +34,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from ser.errors import SerError
 from ser import files, vad
 from ser.audio import AudioError, BlockResampler, check_readable_file
 from ser.console import csv_cell, printable
@@ -45,6 +46,10 @@ DEFAULT_MERGE_GAP = 0.5          # s: speech regions this close become one segme
 DEFAULT_MAX_LEN = 8.0            # s: longer segments are split into equal parts
 DEFAULT_MIN_LEN = 0.5            # s: shorter segments are not judged
 PENDING_FACTOR = 8               # a run of merged speech longer than this x max_len is cut
+DIGITS = 6
+"""Decimals of every confidence and probability in the results (JSON lines, CSV): a file's
+(:meth:`ser.predict.Prediction.as_dict`) and a timeline's segments (:meth:`Segment.as_dict`)
+alike."""
 LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 COLOURS = {"neutral": "#7f7f7f", "calm": "#17becf", "happy": "#ffbf00", "sad": "#1f77b4",
            "angry": "#d62728", "fearful": "#9467bd", "disgust": "#2ca02c",
@@ -52,7 +57,7 @@ COLOURS = {"neutral": "#7f7f7f", "calm": "#17becf", "happy": "#ffbf00", "sad": "
 _UNKNOWN_FRAMES = 2 ** 62        # libsndfile's frame count of a stream of unknown length
 
 
-class TimelineError(ValueError):
+class TimelineError(SerError, ValueError):
     """Audio or an output that the timeline cannot use; the message is one line naming it."""
 
 
@@ -77,7 +82,9 @@ class Segment:
     def duration(self) -> float:
         return self.end - self.start
 
-    def as_dict(self, digits: int = 4) -> dict:
+    def as_dict(self, digits: int = DIGITS) -> dict:
+        """The segment as the JSON and CSV outputs hold it: times in ms (3 decimals), the
+        confidence and probabilities rounded to ``digits`` (:data:`DIGITS`)."""
         return {"start": round(float(self.start), 3), "end": round(float(self.end), 3),
                 "emotion": self.emotion,
                 "confidence": None if self.confidence is None else round(self.confidence, digits),

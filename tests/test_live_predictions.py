@@ -215,7 +215,7 @@ def test_missing_model(tmp_path, files, capsys):
     out, err = capsys.readouterr()
     assert rc == 2 and out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "model file not found" in lines[0]
+    assert lines == [f"error: {tmp_path / 'none.h5'}: model file not found"]   # as given
     with pytest.raises(ser.predict.ModelError, match="model file not found"):
         ser.predict.Predictor(tmp_path / "none.h5")
 
@@ -813,7 +813,7 @@ def test_long_recording_is_refused_from_its_header(model, files, tmp_path, capsy
     assert set(rows[0]) == {"file", "error"} and rows[0]["file"] == str(long)
     msg = rows[0]["error"]
     assert msg.startswith(f"{long}: 700 s long, more than the 600 s limit"), msg
-    assert "--max-seconds" in msg
+    assert "--max-seconds" in msg and "use --timeline" in msg     # the tool for long files
     assert rows[1]["emotion"] in ser.corpora.EMOTIONS
     # the limit is the user's to set: a 3.4 s clip is refused under --max-seconds 2
     rc = live_predictions.main(["--model", str(model), "--max-seconds", "2", str(files["ravdess"])])
@@ -846,8 +846,17 @@ def test_length_limit_of_an_mp3_without_length_header(model, lossy_folder, capsy
 # The shipped model, once it exists
 # --------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not ser.paths.DEFAULT_MODEL.exists(), reason=f"{ser.paths.DEFAULT_MODEL} not trained yet")
-def test_shipped_model(files, capsys):
+def test_shipped_model(files, capsys, tmp_path, monkeypatch):
+    """The default is the recommended model (not the original's CNN), found from any folder."""
+    monkeypatch.chdir(tmp_path)
+    assert ser.paths.DEFAULT_MODEL == ser.paths.RECOMMENDED_MODEL != ser.paths.CNN_MODEL
     rc = live_predictions.main(["--json", str(files["ravdess"]), str(files["tess"])])
     rows = _json_lines(capsys.readouterr().out)
     assert rc == 0 and len(rows) == 2
     assert all(r["emotion"] in ser.corpora.EMOTIONS for r in rows)
+    assert ser.predict.Predictor().feature == "stats_whisper"
+    # the original's reproduction stays one --model away
+    cnn = ser.paths.CNN_MODEL.relative_to(ser.paths.ROOT)
+    rc = live_predictions.main(["--json", "--model", str(ser.paths.ROOT / cnn),
+                                str(files["ravdess"])])
+    assert rc == 0 and _json_lines(capsys.readouterr().out)[0]["emotion"] in ser.corpora.EMOTIONS

@@ -89,6 +89,26 @@ def test_predictions_text_is_the_terminal_lines(tmp_path):
     assert len(lines) == 3
 
 
+def test_text_lines_name_the_file_once_and_the_uncertain_emotion(tmp_path):
+    """issue 29: ``a.wav: error: a.wav: silent`` named the file twice, and an uncertain
+    answer's line did not say which emotion its probability belonged to."""
+    rows = [{"file": "./a.wav", "error": "a.wav: silent (speech level -90 dBFS), no speech "
+                                        "detected"},
+            {"file": "b.wav", "error": "b.wav: not readable audio (Error opening 'b.wav': "
+                                      "Format not recognised.)"},
+            {"file": "c.flac", "emotion": "uncertain", "confidence": 0.25,
+             "probabilities": {**{k: 0.05 for k in LABELS}, "angry": 0.25, "happy": 0.19,
+                               "sad": 0.17, "neutral": 0.09}}]
+    dest = output.write_predictions(rows, tmp_path, "txt", top=3)
+    assert dest.read_text().splitlines() == [
+        "./a.wav: error: silent (speech level -90 dBFS), no speech detected",
+        "b.wav: error: not readable audio (Format not recognised.)",
+        "c.flac: uncertain: angry 0.25  (happy 0.19, sad 0.17)"]
+    assert output.error_line("./a.wav", rows[0]["error"]) == \
+        "./a.wav: silent (speech level -90 dBFS), no speech detected"
+    assert output.error_line("x.wav", "disk full") == "x.wav: disk full"      # named once
+
+
 def test_predictions_refuse_broken_rows(tmp_path):
     with pytest.raises(ValueError, match="row 0: expected a mapping with a 'file' key"):
         output.write_predictions([{"emotion": "sad"}], tmp_path)
