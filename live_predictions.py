@@ -41,9 +41,7 @@ empty folder and a folder without audio are errors, like a file that fails. A ba
 one input ends with a ``summary:`` line on stderr counting what was judged, failed and left out.
 A file longer than ``--max-seconds`` (default 600 s, judged from its header before anything is
 decoded) is refused, its line pointing to ``--timeline``: a file is judged whole, in memory
-(measured peak with the CNN: 0.99 GB for 10 minutes, ~5.6 GB an hour). The recommended model's
-features hear at most 30 s (Whisper's window; 0.51 GB for 30 s): with it, a longer file is
-refused the same way.
+(measured peak with the CNN: 0.99 GB for 10 minutes, ~5.6 GB an hour).
 
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
 short, too long, with --timeline no speech found, an empty or unreadable folder, ...; the others
@@ -198,9 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="refuse files (and --enrol recordings) longer than S seconds, judged "
                          "from the file's header before decoding: a file is judged whole, in "
                          "memory (measured peak with the CNN: 0.99 GB for 10 minutes, ~5.6 GB "
-                         "an hour); the recommended model's features hear at most 30 s "
-                         "(Whisper's window; 0.51 GB for 30 s), so with it longer files are "
-                         "refused whatever S "
+                         "an hour) "
                          "(default: %(default)g). For long recordings use --timeline, which "
                          "reads files of any length in blocks and judges them segment by "
                          "segment")
@@ -220,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--max-segment", type=float, metavar="S",
                      help="seconds: a longer segment is split into equal parts no longer than "
                           f"this (default: {tl.DEFAULT_MAX_LEN:g}; at least twice "
-                          "--min-segment; at most 30 with the recommended model, whose "
-                          "Whisper features hear 30 s at once)")
+                          "--min-segment)")
     seg.add_argument("--min-segment", type=float, metavar="S",
                      help="seconds: shorter segments are not judged (default: "
                           f"{tl.DEFAULT_MIN_LEN:g})")
@@ -398,22 +393,6 @@ def _remove_if_empty(folders: list[Path]) -> None:
             return
 
 
-def _check_model_fits(args, predictor: Predictor) -> str | None:
-    """A one-line reason when the options ask the model for longer clips than its features
-    hear at once (:attr:`Predictor.clip_seconds`)."""
-    clip = predictor.clip_seconds
-    if clip is None:
-        return None
-    for flag, value, on in (("--max-segment", args.max_segment, args.timeline or args.stream),
-                            ("--window", args.window,
-                             args.stream and args.stream_mode == "window")):
-        if on and value > clip:
-            return (f"{flag} {value:g} s is longer than the {clip:g} s that "
-                    f"{args.model.name}'s {predictor.feature} features hear at once "
-                    f"(Whisper's window): use at most {clip:g}")
-    return None
-
-
 def _enrol(predictor: Predictor, paths: list[str]) -> bool:
     """``--enrol``: adapt the predictor to the speaker's recordings; False (said on stderr)
     when there is nothing to adapt to or the model does not adapt."""
@@ -489,10 +468,6 @@ def main(argv: list[str] | None = None) -> int:
                                   min_confidence=args.min_confidence)
         except ModelError as e:
             err(str(e))
-            return 2
-        misfit = _check_model_fits(args, predictor)
-        if misfit:
-            err(misfit)
             return 2
         if args.enrol:
             if not _enrol(predictor, args.enrol):

@@ -31,22 +31,13 @@ from ser.console import import_keras, info, stderr_silenced
 from ser.corpora import EMOTIONS, N_CLASSES
 from ser.calibration import apply_temperature
 from ser.export import ExportMissing, UnverifiedExport, load_exported, sidecar_entry
-from ser.features import extract_features, make_ready, parts_of
+from ser.features import extract_features, make_ready
 from ser.paths import DEFAULT_MODEL
 from ser.timeline import DIGITS
 
 MIN_SPEECH_SECONDS = 0.25      # shorter clips are "no speech detected", not a guess
 TIMELINE_HINT = ("for a long recording use --timeline, which judges it segment by segment in "
                  "bounded memory")
-
-
-def clip_limit(feature: str) -> float | None:
-    """The longest clip (seconds) a feature set can hear at once, or None (no limit): a set
-    with Whisper's encoder in it hears at most Whisper's window (30 s)."""
-    if "whisper" in parts_of(feature):
-        from ser.encoders.whisper import MAX_SECONDS
-        return float(MAX_SECONDS)
-    return None
 
 
 class ModelError(SerError):
@@ -227,20 +218,12 @@ class Predictor:
     max_seconds : float or None
         Files (and enrolment recordings) longer than this are refused, judged from the header
         before decoding (see :func:`load_audio`); a file is judged whole, in memory. ``None``:
-        no limit but the model's own (:attr:`clip_seconds`). Measured peak memory of the
-        whole process (``live_predictions.py``, RSS) with the CNN
-        (``models/Emotion_Voice_Detection_Model.h5``): 0.06 GB for 3 s, 0.52 GB for 5 minutes,
-        0.99 GB for 10 minutes (~5.6 GB an hour). The recommended model (``stats_whisper``
-        features) hears at most 30 s, Whisper's window (0.40 GB for 3 s, the encoder
-        included; 0.51 GB for 30 s): its :attr:`clip_seconds` refuses longer files from their
-        header, as :attr:`max_seconds` does. A long recording is judged segment by segment,
-        in bounded memory, by :func:`ser.timeline.timeline` (``--timeline``).
-
-    Attributes
-    ----------
-    clip_seconds : float or None
-        The longest clip the model's feature set hears at once (:func:`clip_limit`: 30 s with
-        Whisper's encoder, else None); longer files and signals are refused with one line.
+        no limit. Measured peak memory of the whole process (``live_predictions.py``, RSS)
+        with the CNN (``models/Emotion_Voice_Detection_Model.h5``): 0.06 GB for 3 s, 0.52 GB
+        for 5 minutes, 0.99 GB for 10 minutes (~5.6 GB an hour); with the recommended model
+        0.40 GB for 3 s (the encoder included), 0.51 GB for 30 s. A long recording is judged
+        segment by segment, in bounded memory, by :func:`ser.timeline.timeline`
+        (``--timeline``).
 
     Raises
     ------
@@ -285,7 +268,6 @@ class Predictor:
             raise ModelError(f"{self.model_path}: model output {out} is not "
                              f"{N_CLASSES} classes")
         self.feature: str = meta["feature"]
-        self.clip_seconds = clip_limit(self.feature)
         try:          # an encoder's weights: one line now, not an error for every file
             make_ready((self.feature,))
         except (OSError, ValueError, RuntimeError) as e:   # EncoderError, WeightsError, ...
@@ -365,17 +347,10 @@ class Predictor:
 
     # -- prediction --------------------------------------------------------------------------
     def check_speech(self, y: np.ndarray, *, name: str = "signal") -> None:
-        """Refuse what cannot be judged: too short, longer than the model's features hear
-        (:attr:`clip_seconds`), non-finite or silent (AudioError)."""
+        """Refuse what cannot be judged: too short, non-finite or silent (AudioError)."""
         if y.ndim == 1 and y.shape[0] < max(MIN_SAMPLES, self.min_seconds * SAMPLE_RATE):
             raise AudioError(f"{name}: too short ({y.shape[0] / SAMPLE_RATE:.2f} s < "
                              f"{self.min_seconds:.2f} s), no speech detected")
-        clip = self.clip_seconds
-        if clip is not None and y.ndim == 1 and y.shape[0] > round(clip * SAMPLE_RATE):
-            raise AudioError(f"{name}: {y.shape[0] / SAMPLE_RATE:.1f} s long, more than the "
-                             f"{clip:g} s this model's {self.feature} features hear at once "
-                             f"(Whisper's window); judge a longer recording segment by segment "
-                             f"(ser.timeline)")
         check_signal(y, name=name)
 
     def features(self, y: np.ndarray, *, name: str = "signal") -> np.ndarray:
@@ -437,32 +412,16 @@ class Predictor:
                 errors.append(str(e))
         return used, errors
 
-    @property
-    def file_seconds(self) -> float | None:
-        """The longest file this predictor reads: ``max_seconds`` or the model's
-        :attr:`clip_seconds`, whichever is shorter (None: no limit)."""
-        limits = [v for v in (self.max_seconds, self.clip_seconds) if v is not None]
-        return min(limits) if limits else None
-
     def load(self, path: str | os.PathLike, *, hint: bool = True) -> np.ndarray:
-        """:func:`load_audio` with this predictor's length limit (:attr:`file_seconds`, from
-        the header before decoding). A longer file is one line (AudioError) that says which
-        limit it met and, with ``hint``, names ``--timeline``, the tool for long files."""
-        limit = self.file_seconds
+        """:func:`load_audio` with this predictor's length limit (:attr:`max_seconds`, from
+        the header before decoding). A longer file is one line (AudioError) that, with
+        ``hint``, names ``--timeline``, the tool for long files."""
         try:
-            return load_audio(path, max_seconds=limit)
+            return load_audio(path, max_seconds=self.max_seconds)
         except AudioTooLong as e:
-            clip = self.clip_seconds
-            if clip is not None and limit == clip and (self.max_seconds is None
-                                                       or clip < self.max_seconds):
-                why = (f"this model's {self.feature} features hear at most {clip:g} s, "
-                       f"Whisper's window")
-                how = TIMELINE_HINT if hint else "cut it into shorter recordings"
-            else:
-                why = "a file is judged whole, in memory"
-                how = (f"{TIMELINE_HINT}, or raise the limit with --max-seconds S" if hint
-                       else "raise the limit with --max-seconds S")
-            raise AudioError(f"{e} ({why}; {how})") from None
+            how = (f"{TIMELINE_HINT}, or raise the limit with --max-seconds S" if hint
+                   else "raise the limit with --max-seconds S")
+            raise AudioError(f"{e} (a file is judged whole, in memory; {how})") from None
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Judge an audio file (any libsndfile format, rate and channel count)."""

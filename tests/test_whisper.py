@@ -308,6 +308,20 @@ def test_encoder_on_a_synthetic_clip_and_its_limits(encoder):
         encoder.frames(y, sr=0)
 
 
+def test_a_clip_longer_than_the_window_is_encoded_window_by_window(encoder):
+    """Past 30 s the frames are those of each 30 s window, end to end; a last piece under
+    20 ms adds no frame; within the window nothing changes."""
+    rng = np.random.default_rng(7)
+    first = (0.1 * rng.standard_normal(whisper.MAX_SAMPLES)).astype(np.float32)
+    rest = (0.1 * rng.standard_normal(5 * 16000)).astype(np.float32)
+    whole = encoder.frames(np.concatenate([first, rest]), sr=16000)
+    assert whole.shape == ((first.size + rest.size) // 320, 384)
+    np.testing.assert_array_equal(whole[:1500], encoder.frames(first, sr=16000))
+    np.testing.assert_array_equal(whole[1500:], encoder.frames(rest, sr=16000))
+    tail = encoder.frames(np.concatenate([first, rest[:100]]), sr=16000)
+    np.testing.assert_array_equal(tail, whole[:1500])
+
+
 @needs_wheel
 def test_int8_is_close_to_float32(encoder):
     t = np.arange(2 * 16000) / 16000

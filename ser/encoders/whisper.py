@@ -514,10 +514,14 @@ class WhisperEncoder:
     def frames(self, y: np.ndarray, *, sr: int) -> np.ndarray:
         """Frames of one clip: resampled to 16 kHz (soxr_hq), :func:`log_mel`, :meth:`encode`.
 
+        A clip longer than Whisper's window (:data:`MAX_SECONDS`) is encoded in consecutive
+        windows of 30 s, their frames put end to end (a last piece shorter than
+        :data:`MIN_SAMPLES` gives no frame); a clip within the window is encoded whole.
+
         Parameters
         ----------
         y : np.ndarray, shape (n_samples,)
-            Mono audio at ``sr``, finite; 20 ms to 30 s.
+            Mono audio at ``sr``, finite; at least 20 ms.
         sr : int, keyword-only
             Its sample rate.
 
@@ -530,7 +534,12 @@ class WhisperEncoder:
         if sr != SAMPLE_RATE:
             from ser.audio import resample
             y = resample(y, sr, sr=SAMPLE_RATE)
-        return self.encode(log_mel(y, sr=SAMPLE_RATE))
+        if y.size <= MAX_SAMPLES:
+            return self.encode(log_mel(y, sr=SAMPLE_RATE))
+        # MAX_SAMPLES is a whole number of encoder frames (2 hops): the pieces' frames line up
+        pieces = [y[i:i + MAX_SAMPLES] for i in range(0, y.size, MAX_SAMPLES)]
+        return np.concatenate([self.encode(log_mel(piece, sr=SAMPLE_RATE))
+                               for piece in pieces if piece.size >= MIN_SAMPLES])
 
     def pool(self, frames: np.ndarray, *, method: str = "mean_std") -> np.ndarray:
         """See :func:`pool`."""
