@@ -41,7 +41,7 @@ empty folder and a folder without audio are errors, like a file that fails. A ba
 one input ends with a ``summary:`` line on stderr counting what was judged, failed and left out.
 A file longer than ``--max-seconds`` (default 600 s, judged from its header before anything is
 decoded) is refused, its line pointing to ``--timeline``: a file is judged whole, in memory
-(measured peak with the CNN: 0.99 GB for 10 minutes, ~5.6 GB an hour).
+(measured peak for 10 minutes: 2.1 GB with the recommended model, 0.99 GB with the CNN).
 
 Exit status: 0 when every input was judged, 1 when any input failed (unreadable, silent, too
 short, too long, with --timeline no speech found, an empty or unreadable folder, ...; the others
@@ -195,9 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
                     help="refuse files (and --enrol recordings) longer than S seconds, judged "
                          "from the file's header before decoding: a file is judged whole, in "
-                         "memory (measured peak with the CNN: 0.99 GB for 10 minutes, ~5.6 GB "
-                         "an hour) "
-                         "(default: %(default)g). For long recordings use --timeline, which "
+                         "memory (measured peak for 10 minutes: 2.1 GB with the recommended "
+                         "model, 0.99 GB with the CNN) (default: %(default)g). For long recordings use --timeline, which "
                          "reads files of any length in blocks and judges them segment by "
                          "segment")
     seg = ap.add_argument_group("speech detection and segments (--timeline, --stream)")

@@ -221,7 +221,7 @@ class Predictor:
         no limit. Measured peak memory of the whole process (``live_predictions.py``, RSS)
         with the CNN (``models/Emotion_Voice_Detection_Model.h5``): 0.06 GB for 3 s, 0.52 GB
         for 5 minutes, 0.99 GB for 10 minutes (~5.6 GB an hour); with the recommended model
-        0.40 GB for 3 s (the encoder included), 0.51 GB for 30 s. A long recording is judged
+        0.40 GB for 3 s (the encoder included), 0.51 GB for 30 s, 2.1 GB for 10 minutes. A long recording is judged
         segment by segment, in bounded memory, by :func:`ser.timeline.timeline`
         (``--timeline``).
 
