@@ -1,7 +1,9 @@
 """The data a training sees and its splits: the evaluation protocols."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -14,10 +16,18 @@ from ser.corpora import (
     family_emotions,
     parse_subset,
 )
+from ser.errors import SerError
 from ser.paths import FEATURES_DIR
-from ser.store import load_augmented, load_features
+from ser.store import aug_output_path, load_augmented, load_features, output_path
 
 PROTOCOLS = ("original", "random", "speaker", "corpus")
+TEST_SIZE = 0.33        # the original's split (original and random protocols)
+VAL_SIZE = 0.1          # the random protocol's validation part, of its training part
+
+
+class ProtocolError(SerError, ValueError):
+    """The data cannot be used the way the protocol or the subset asks (no rows, one class,
+    too few recordings or speakers to split); the message says what would do."""
 
 
 @dataclass
@@ -28,11 +38,23 @@ class Dataset:
     feature: str
     params: dict
     aug: np.ndarray | None = None   # (copies, n, d): augmented copies of the rows, or None
+    source: Path | None = None      # the features file the rows come from (named in errors)
 
     def take(self, idx) -> "Dataset":
         return Dataset(self.X[idx], self.y[idx], {k: v[idx] for k, v in self.meta.items()},
                        self.feature, self.params,
-                       None if self.aug is None else self.aug[:, idx])
+                       None if self.aug is None else self.aug[:, idx], self.source)
+
+    def speaker_names(self, actors) -> list[str]:
+        """The names of ``actors`` (actor numbers) as the data gives them: a CSV corpus's
+        ``speaker`` column (see :func:`ser.corpora.read_csv_corpus`), else the number."""
+        names = self.meta.get("speaker")
+        known = ({} if names is None else
+                 dict(zip(self.meta["actor"].tolist(), names.tolist())))
+        return [str(known.get(int(a), f"{int(a):02d}")) for a in actors]
+
+    def _where(self) -> str:
+        return f"{self.source}: " if self.source is not None else ""
 
     @property
     def copies(self) -> int:
@@ -57,13 +79,50 @@ class Dataset:
         # each augmented copy of an actor is a voice and channel of its own
         aug = None if self.aug is None else np.stack(
             [speaker_normalize(a, self.meta["actor"]) for a in self.aug])
-        return Dataset(X, self.y, self.meta, self.feature, self.params, aug)
+        return Dataset(X, self.y, self.meta, self.feature, self.params, aug, self.source)
+
+
+def _csv_of(features_dir: Path) -> Path | None:
+    """The CSV whose features ``features_dir`` holds: ``create_features.py --csv X.csv``
+    writes to ``X_features/`` beside it."""
+    name = features_dir.name
+    if not name.endswith("_features"):
+        return None
+    csv = features_dir.parent / f"{name[:-len('_features')]}.csv"
+    return csv if csv.is_file() else None
+
+
+def _check_csv_features(features_dir: Path, feature: str, subset: str, augment: int):
+    """For the features folder of a CSV corpus: a missing features file is named with the
+    command that makes it (``create_features.py --csv ...``), which store's hint cannot know."""
+    csv = _csv_of(features_dir)
+    if csv is None and "csv" not in parse_subset(subset):
+        return
+    make = (f"python create_features.py --csv {csv}" if csv is not None else
+            f"python create_features.py --csv <your CSV> --out {features_dir}")
+    path = output_path(features_dir, feature)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: features not found (run: {make} --feature {feature})")
+    aug = aug_output_path(features_dir, feature)
+    if augment > 0 and not aug.exists():
+        raise FileNotFoundError(f"{aug}: augmented copies not found (run: {make} --feature "
+                                f"{feature} --augment {augment})")
 
 
 def load_dataset(feature: str, subset: str, *, features_dir=FEATURES_DIR,
                  augment: int = 0) -> Dataset:
     """The rows of ``features_<feature>.joblib`` that belong to ``subset``, with the first
-    ``augment`` augmented copies of each row (``features_<feature>_aug.joblib``)."""
+    ``augment`` augmented copies of each row (``features_<feature>_aug.joblib``).
+
+    Raises
+    ------
+    FileNotFoundError
+        The features file (or its augmented copies) is missing; the line says how to make it.
+    ProtocolError
+        The subset has no rows, or a single class.
+    """
+    features_dir = Path(features_dir)
+    _check_csv_features(features_dir, feature, subset, augment)
     d = load_features(feature, features_dir=features_dir)
     aug = None
     if augment > 0:
@@ -71,14 +130,18 @@ def load_dataset(feature: str, subset: str, *, features_dir=FEATURES_DIR,
                              paths=d["meta"]["path"])
     corpora = parse_subset(subset)
     keep = np.isin(d["meta"]["corpus"], corpora)
-    ds = Dataset(d["X"], d["y"], d["meta"], feature, d["params"], aug).take(
+    source = output_path(features_dir, feature)
+    ds = Dataset(d["X"], d["y"], d["meta"], feature, d["params"], aug, source).take(
         np.flatnonzero(keep))
     if len(ds) == 0:
-        raise ValueError(f"subset {subset!r} has no rows in the {feature} features "
-                         f"(corpora present: {sorted(set(d['meta']['corpus']))})")
+        present = set(d["meta"]["corpus"].tolist())
+        words = [c.subset for c in CORPUS_TABLE if c.name in present]
+        raise ProtocolError(f"{source}: subset {subset!r} has no rows in the {feature} "
+                            f"features (corpora present: {', '.join(sorted(present))}; e.g. "
+                            f"--subset {'+'.join(words)})")
     if len(np.unique(ds.y)) < 2:
-        raise ValueError(f"subset {subset!r} has a single class "
-                         f"({EMOTIONS[int(ds.y[0])]}); nothing to learn")
+        raise ProtocolError(f"{source}: subset {subset!r} has a single class "
+                            f"({EMOTIONS[int(ds.y[0])]}); nothing to learn")
     return ds
 
 
@@ -94,13 +157,60 @@ class Fold:
 
 def split_original(ds: Dataset, seed: int = 42) -> list[Fold]:
     from sklearn.model_selection import train_test_split
-    tr, te = train_test_split(np.arange(len(ds)), test_size=0.33, random_state=42)
+    tr, te = train_test_split(np.arange(len(ds)), test_size=TEST_SIZE, random_state=42)
     return [Fold(tr, te, te, "split", test_is_val=True)]
 
 
-def split_random(ds: Dataset, seed: int = 42, val_size: float = 0.1) -> list[Fold]:
+def smallest_random_corpus(n_emotions: int, val_size: float = VAL_SIZE) -> int:
+    """The fewest recordings :func:`split_random` can split with ``n_emotions`` emotions: its
+    stratified validation part (``val_size`` of the training part, sized as scikit-learn
+    sizes it: rounded up) must hold each emotion once, and so must what is left to train on."""
+    n = n_emotions
+    while True:
+        n_train = n - math.ceil(TEST_SIZE * n)
+        n_val = math.ceil(val_size * n_train)
+        if n_val >= n_emotions and n_train - n_val >= n_emotions:
+            return n
+        n += 1
+
+
+def _check_random_split(ds: Dataset, train: np.ndarray, val_size: float):
+    """Refuse, in one line naming the smallest usable corpus, a training part that the
+    stratified validation split cannot divide (scikit-learn's own error names its test_size)."""
+    classes, counts = np.unique(ds.y[train], return_counts=True)
+    n_val = math.ceil(val_size * len(train))
+    if n_val >= len(classes) and len(train) - n_val >= len(classes) and counts.min() >= 2:
+        return
+    n_emotions = len(np.unique(ds.y))
+    need = smallest_random_corpus(n_emotions, val_size)
+    if counts.min() >= 2:
+        raise ProtocolError(
+            f"{ds._where()}{len(ds)} recordings are too few for --protocol random: with "
+            f"{n_emotions} emotions it needs at least {need} (about "
+            f"{math.ceil(need / n_emotions)} of each), as its validation part ({val_size:.0%} "
+            f"of the {1 - TEST_SIZE:.0%} it trains on) must hold every emotion; use "
+            f"--protocol original (the test part as validation) or speaker (whole speakers "
+            f"held out)")
+    rare = ", ".join(EMOTIONS[int(c)] for c in classes[counts < 2])
+    raise ProtocolError(
+        f"{ds._where()}too few recordings of {rare} for --protocol random: fewer than 2 fall "
+        f"in the part it trains on ({1 - TEST_SIZE:.0%}, drawn at random), and its validation "
+        f"split needs 2 of each emotion there; record more (with {n_emotions} emotions: at "
+        f"least {need}, about {math.ceil(need / n_emotions)} of each) or use --protocol "
+        f"original or speaker")
+
+
+def split_random(ds: Dataset, seed: int = 42, val_size: float = VAL_SIZE) -> list[Fold]:
+    """The original's split, validation carved (stratified) from its training part.
+
+    Raises
+    ------
+    ProtocolError
+        Too few recordings to carve a stratified validation part (:func:`_check_random_split`).
+    """
     from sklearn.model_selection import train_test_split
-    tr, te = train_test_split(np.arange(len(ds)), test_size=0.33, random_state=42)
+    tr, te = train_test_split(np.arange(len(ds)), test_size=TEST_SIZE, random_state=42)
+    _check_random_split(ds, tr, val_size)
     tr, va = train_test_split(tr, test_size=val_size, random_state=seed, stratify=ds.y[tr])
     return [Fold(tr, va, te, "split")]
 
@@ -122,9 +232,11 @@ def split_speaker(ds: Dataset, seed: int = 42, k: int = 5, n_val_actors: int = 2
     held = _column(ds, "speaker_folds").astype(bool)
     pool = np.array(sorted(set(actors[held].tolist())))
     if len(pool) < k:
-        raise ValueError(f"speaker protocol needs at least {k} actors of "
-                         f"{' or '.join(c.name for c in CORPUS_TABLE if c.speaker_folds)}, the "
-                         f"data has {len(pool)}")
+        raise ProtocolError(
+            f"{ds._where()}{len(pool)} speakers are too few for {k} folds of the speaker "
+            f"protocol: each fold holds out whole speakers of "
+            f"{' or '.join(c.name for c in CORPUS_TABLE if c.speaker_folds)}, so it needs at "
+            f"least {k} (--folds sets the number)")
     rng = np.random.default_rng(seed)
     groups = np.array_split(pool, k)   # consecutive actors: balanced male/female per fold
     folds = []
@@ -153,8 +265,8 @@ def split_corpus(ds: Dataset, seed: int = 42, train_corpus: str = "ravdess",
     train_idx = np.flatnonzero(family == train_corpus)
     test_idx = np.flatnonzero((family != train_corpus) & np.isin(ds.y, known))
     if len(train_idx) == 0 or len(test_idx) == 0:
-        raise ValueError(f"corpus protocol needs rows of {train_corpus} and of another corpus "
-                         f"(use --subset speech+song+tess)")
+        raise ProtocolError(f"{ds._where()}corpus protocol needs rows of {train_corpus} and of "
+                            f"another corpus (use --subset speech+song+tess)")
     others = "+".join(f for f in FAMILIES if f != train_corpus and f in set(family.tolist()))
     actors = ds.meta["actor"][train_idx]
     rng = np.random.default_rng(seed)

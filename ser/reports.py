@@ -1,4 +1,6 @@
-"""What a training run leaves in media/: plots, classification reports, the results table."""
+"""What a training run leaves in its reports folder: plots, classification reports, the results
+table (``media/`` for the shipped recipes, the run's own folder for an experiment: see
+:mod:`ser.recipes`)."""
 from __future__ import annotations
 
 import json

@@ -38,7 +38,7 @@ class TrainConfig:
     learning_rate: float = 0.001
     patience: int = 10
     seed: int = 42
-    norm: str = "none"          # none | global
+    norm: str = "none"          # none | global | speaker (per-speaker: see _adapt)
     augment: int = 0            # augmented copies of the training rows (ser/augment.py)
     ensemble: int = 1           # members trained apart (seeds seed, seed+1, ...) and averaged
     verbose: int = 0
@@ -312,7 +312,8 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
         rec["test_set_as_validation"] = True
     if protocol == "speaker":
         rec["uar_std"] = float(np.std([m["uar"] for m in per_fold]))
-        rec["folds"] = [{"name": f.name, **f.info, **m} for f, m in zip(folds, per_fold)]
+        rec["folds"] = [{"name": f.name, **f.info, **_speaker_names(ds, f.info), **m}
+                        for f, m in zip(folds, per_fold)]
     if protocol == "corpus":
         f = folds[0]
         rec["train_corpus"], rec["test_corpus"] = f.name.split("->")
@@ -327,14 +328,36 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
             "model": last_model, "norm": last_norm}
 
 
+def _named(ds: Dataset, actors) -> list[str] | None:
+    """The names the data gives ``actors`` (a CSV corpus's speakers), or None when they are
+    only their numbers (RAVDESS, TESS): records and sidecars of those stay as they were."""
+    names = ds.speaker_names(actors)
+    return None if names == [f"{int(a):02d}" for a in actors] else names
+
+
+def _speaker_names(ds: Dataset, info: dict) -> dict:
+    """A fold's held-out actors by the names the data gives them (``test_speakers``,
+    ``val_speakers``), when it names them; else nothing."""
+    return {k.replace("actors", "speakers"): _named(ds, v) for k, v in info.items()
+            if k.endswith("_actors") and _named(ds, v) is not None}
+
+
 def run(*, models: list[str], protocol: str, subset: str, feature: str, cfg: TrainConfig,
         features_dir=FEATURES_DIR, media_dir=MEDIA_DIR, k: int = 5,
         train_corpus: str = "ravdess", progress: bool = True,
-        scheduler: str | None = None, jobs: int = 1) -> list[dict]:
-    """Train and evaluate ``models`` under ``protocol``; write the reports; return results.
+        scheduler: str | None = None, jobs: int = 1) -> tuple[list[dict], dict]:
+    """Train and evaluate ``models`` under ``protocol``; write the reports to ``media_dir``
+    (created only once the data is loaded and split: a run refused at once leaves no folder).
 
     With ``scheduler`` (a Dask scheduler address) the trainings run on that cluster; else,
     with ``jobs`` > 1, in that many local processes side by side (the same figures).
+
+    Returns
+    -------
+    records : list of dict
+        One results record per model (as written to ``results.json``).
+    outs : dict
+        Per model, what :func:`evaluate_model` returns (its last fold's model included).
     """
     ds = load_dataset(feature, subset, features_dir=features_dir, augment=cfg.augment)
     folds = make_folds(ds, protocol, cfg.seed, k=k, train_corpus=train_corpus)
@@ -404,17 +427,20 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
             best.append(h["best_epoch"])
             held.append((predict_proba(m, ds.X[f.val], n), ds.y[f.val]))
         epochs = int(np.median(best))
+        held_out = "; ".join(" + ".join(ds.speaker_names(f.info["val_actors"])) for f in folds)
         print(f"{model_name}: {epochs} epochs (median of {best}, early stopping on held-out "
-              f"actors {[f.info['val_actors'] for f in folds]})")
+              f"speakers {held_out})")
     fcfg = replace(cfg, epochs=int(epochs))
     everything = Fold(np.arange(len(ds)), None, np.arange(0), "all")
     model, hist, norm, secs = train_one(model_name, ds, everything, fcfg, epochs_fixed=True)
     corpora = sorted(set(ds.meta["corpus"].tolist()))
+    actors = sorted(set(ds.meta["actor"].tolist()))
+    speakers = _named(ds, actors)
     sidecar = make_sidecar(
         model=model_name, feature=feature, input_shape=[int(ds.X.shape[1]), 1],
         normalization=prior if adaptation == "speaker" else norm, adaptation=adaptation,
         trained_on={"subset": subset, "corpora": corpora, "rows": int(len(ds)),
-                    "actors": sorted(set(ds.meta["actor"].tolist()))},
+                    "actors": actors, **({"speakers": speakers} if speakers else {})},
         training={"epochs": int(epochs), "batch_size": cfg.batch_size,
                   "augment": cfg.augment, "ensemble": cfg.ensemble,
                   "learning_rate": cfg.learning_rate, "seed": cfg.seed,
@@ -443,17 +469,20 @@ def _calibration(speaker: dict, held: list[tuple[np.ndarray, np.ndarray]]) -> di
 
 
 def _save(model, out: Path, sidecar: dict, detail: str = "") -> dict:
-    """Save the model with its sidecar; returns the sidecar as written."""
+    """Save the model with its sidecar (its folder made if needed: a run folder is made when
+    its first file is written); returns the sidecar as written."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     kept = save_model(model, out, sidecar)
     print(f"saved {out} and {sidecar_path(out)}{detail}"
           + (f"; the previous model is kept as {kept}" if kept else ""))
     return json.loads(sidecar_path(out).read_text())
 
 
-def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, norm: str,
-                      augment: int, ensemble: int) -> dict:
-    """The speaker- and corpus-protocol figures of this configuration that results.json has,
-    by protocol (``speaker``, ``corpus ravdess->tess``, ...)."""
+def protocol_records(media_dir: Path, model: str, subset: str, feature: str, norm: str,
+                     augment: int, ensemble: int) -> dict:
+    """The speaker- and corpus-protocol figures of this configuration that
+    ``media_dir/results.json`` has, by protocol (``speaker``, ``corpus ravdess->tess``, ...):
+    what an all-data model's sidecar carries, its temperature included (:func:`_calibration`)."""
     path = Path(media_dir) / "results.json"
     if not path.exists():
         return {}
@@ -472,6 +501,9 @@ def _protocol_records(media_dir: Path, model: str, subset: str, feature: str, no
             out[f"corpus {r['train_corpus']}->{r['test_corpus']}"] = {
                 k: r[k] for k in ("uar_restricted", "uar_8way")}
     return out
+
+
+_protocol_records = protocol_records     # its former name (tests/test_calibration.py uses it)
 
 
 def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: str,
