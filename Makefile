@@ -45,19 +45,14 @@ features: setup
 	$(PY) create_features.py --feature all
 	$(PY) create_features.py --feature stats_whisper --augment 2
 
-# an evaluation run (reports in media/), then the shipped models on all the data.
-# The recommended model: five MLPs on the pooled statistics and Whisper tiny.en's encoder, both
-# through the speech front end (ser/frontend.py), trained with 2 augmented copies (other
-# voices, microphones, rooms, codecs, noise): docs/results.md.
-RECOMMENDED := --model mlp --ensemble 5 --feature stats_whisper --augment 2
-# the adaptive model: the same features, per-speaker normalisation (no copies: 2 measured
-# +0.02 on the validation actors, not yet trained and measured on the test folds)
-ADAPTIVE := --model mlp --ensemble 5 --feature stats_whisper --norm speaker
+# an evaluation run of the improved CNN (reports in media/), then the shipped models on all the
+# data. The shipped recipes, their options and the files they save, are one table:
+# ser/recipes.py (`python neural_network.py --help` lists them; docs/results.md their figures).
 train: setup
-	$(PY) neural_network.py --no-save $(TRAIN_ARGS)
-	$(PY) neural_network.py --model improved_cnn --all-data
-	$(PY) neural_network.py $(RECOMMENDED) --all-data --save models/emotion_mlp_stats_whisper.h5
-	$(PY) neural_network.py $(ADAPTIVE) --all-data --save models/emotion_mlp_stats_whisper_speaker.h5
+	$(PY) neural_network.py --recipe cnn --no-save $(TRAIN_ARGS)
+	$(PY) neural_network.py --recipe cnn --all-data
+	$(PY) neural_network.py --recipe recommended --all-data
+	$(PY) neural_network.py --recipe adaptive --all-data
 
 plot: setup
 	$(PY) plot_model.py

@@ -12,37 +12,67 @@ Protocols (named in every output):
 - ``corpus``    train on one corpus, test on the other (RAVDESS actors 01-20 -> TESS, and the
   reverse as a stress test); UAR restricted to the test corpus's classes and 8-way.
 
-Results go to ``media/`` (plots, classification report, ``results.json`` and ``results.md``).
+Shipped recipes and experiments: a run whose training options are those of a shipped recipe
+(below; ``--recipe NAME`` names them, any protocol) writes its reports (plots, classification
+reports, ``results.json``, ``results.md``) to ``media/`` and, with ``--all-data``, its model to
+the recipe's file. Any other run is an experiment: its reports and its model go to its own run
+folder ``models/runs/<model>_<feature>_<protocol>_<run>/`` (the model as ``<model>.h5``), and no
+tracked file changes. ``--media-dir`` and ``--save`` choose other places.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from ser import __version__
 from ser import files as ser_files
 from ser.cluster import SCHEDULER_ENV, scheduler_default
-from ser.console import import_keras, quiet_tensorflow, show_progress
-from ser.corpora import FAMILIES, families_of, parse_subset
+from ser.console import err, import_keras, info, quiet_tensorflow, show_progress
+from ser.corpora import FAMILIES, SUBSET_CORPORA, families_of, parse_subset
+from ser.errors import SerError
 from ser.features import FEATURE_SETS
 from ser.models import MODELS, ORIGINAL_MODELS
-from ser.paths import CNN_MODEL, FEATURES_DIR, MEDIA_DIR, MODELS_DIR, ROOT
-from ser.protocols import PROTOCOLS, load_dataset
-from ser.training import TrainConfig, _protocol_records, run, save_trained, train_final
+from ser.paths import FEATURES_DIR, MEDIA_DIR, ROOT
+from ser.protocols import PROTOCOLS, ProtocolError, load_dataset
+from ser.recipes import RECIPES, RUNS_DIR, TRAINING_OPTIONS, differences, run_folder
+from ser.reports import RUN
+from ser.training import TrainConfig, protocol_records, run, save_trained, train_final
+
+EXIT_STATUS = """Exit status: 0 done; 1 an error during the work (features missing, unreadable or
+not written here, augmented copies missing, a folder that cannot be written, a disk that
+filled up; one line); 2 bad arguments: an unknown option or value, options that do not go
+together (--all-data with --model all or --no-save, --jobs 0, ...), a subset without rows,
+or data the protocol cannot split (too few recordings or speakers: the line says the
+smallest usable corpus)."""
+
+
+def _epilog() -> str:
+    width = max(map(len, RECIPES))
+    pad = " " * (width + 4)
+    rows = "\n".join(f"  {name:<{width}}  {' '.join(r.args)}\n{pad}{r.about}"
+                     + (f"\n{pad}--all-data saves {_shown(r.model)}" if r.model else "")
+                     for name, r in RECIPES.items())
+    return (__doc__.split("\n\n", 1)[1] + "\nThe shipped recipes (ser/recipes.py; the Makefile's "
+            "train target runs them as --recipe NAME):\n" + rows + "\n\n" + EXIT_STATUS)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=_epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="the options of this shipped recipe (listed below); options given "
+                        "beside it win (the run is then an experiment). With --all-data it "
+                        "trains and saves the recipe's model")
     p.add_argument("--model", default="improved_cnn", choices=[*MODELS, "all"],
                    help="model to train, or all to compare the original four "
                         "(default improved_cnn)")
     p.add_argument("--protocol", default="random", choices=PROTOCOLS,
                    help="evaluation protocol (default random)")
     p.add_argument("--subset", default=None,
-                   help="corpora joined by '+': speech, song, tess (default song+tess for "
+                   help=f"corpora joined by '+': {', '.join(SUBSET_CORPORA)} (csv: your own "
+                        "recordings, create_features.py --csv) (default song+tess for "
                         "original and random, speech+song+tess for speaker and corpus)")
     p.add_argument("--feature", default="mfcc", choices=FEATURE_SETS,
                    help="feature set from create_features.py (default mfcc)")
@@ -75,16 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--all-data", action="store_true",
                    help="train the chosen model on every row of the subset (no test part) "
-                        "and save it; the shipped model is made this way")
+                        "and save it; the shipped models are made this way (--recipe NAME "
+                        "--all-data)")
     p.add_argument("--exclude-actors", default="", metavar="N,N,...",
                    help="with --all-data: leave these actors' rows out, to measure the model "
                         "on voices it never heard (benchmarks/bench_invariance.py --actors)")
     p.add_argument("--save", type=Path, default=None,
-                   help=f"where to save the model (default {CNN_MODEL.relative_to(ROOT)}"
-                        " for the improved CNN with the recipe's options, models/<model>.h5 "
-                        "with --all-data; a run with other options goes to models/runs/ "
-                        "instead, so that an experiment never replaces a shipped model). A "
-                        "model that is replaced is kept under models/previous/")
+                   help="where to save the model (default: the recipe's file for a shipped "
+                        "recipe's --all-data run, and for the cnn recipe's original or random "
+                        "run; an experiment's model goes to its run folder, so that an "
+                        "experiment never replaces a shipped model; runs of other models "
+                        "under a protocol save nothing unless --save is given). A model that "
+                        "is replaced is kept under models/previous/")
     p.add_argument("--no-save", action="store_true", help="do not save any model")
     p.add_argument("--trust-features", action="store_true",
                    help="read .joblib feature files that this installation did not write (they "
@@ -92,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "you trust). Records them as trusted")
     p.add_argument("--features-dir", type=Path, default=FEATURES_DIR,
                    help="folder with the features_<set>.joblib files")
-    p.add_argument("--media-dir", type=Path, default=MEDIA_DIR,
-                   help="where plots and result tables go")
+    p.add_argument("--media-dir", type=Path, default=None,
+                   help="where plots and result tables go (default: media/ for a shipped "
+                        "recipe, the run's own folder models/runs/<run>/ for an experiment); "
+                        "--all-data reads the speaker-protocol records of its configuration "
+                        "(its calibration) from results.json here (default media/)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (there are none anyway when stderr is not a terminal)")
     p.add_argument("--verbose", action="store_true",
@@ -106,12 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the trainings of the comparison (folds x models) on the Dask "
                         f"cluster of this scheduler (default ${SCHEDULER_ENV}); its workers "
                         "need this repository installed (make setup). --all-data trains here")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 
-# the options that make a run the shipped recipe when they keep their defaults
-RECIPE_OPTIONS = ("feature", "subset", "epochs", "batch_size", "learning_rate", "patience",
-                  "norm", "augment", "ensemble", "seed", "features_dir", "exclude_actors")
+def _shown(path: Path) -> str:
+    """A path as the user reads it: relative to the repository when inside it."""
+    path = Path(path)
+    return str(path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT)
+               else path)
 
 
 def _actors(text: str) -> list[int]:
@@ -122,102 +160,199 @@ def _actors(text: str) -> list[int]:
                          f"{text!r}") from None
 
 
-def experimental_options(args, parser) -> list[str]:
-    """The training options of ``args`` that differ from the shipped recipe (the defaults)."""
-    return [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in RECIPE_OPTIONS
-            if getattr(args, k) != parser.get_default(k)]
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    """The options of ``argv``, ``--recipe NAME`` expanded to the recipe's options (put first,
+    so that the options given beside it win); and the parser."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.recipe is not None:
+        args = parser.parse_args([*RECIPES[args.recipe].args, *argv])
+    return args, parser
 
 
-def save_target(args, model: str, changed: list[str]) -> Path | None:
-    """Where this run saves its model: ``--save``; else the default name, unless the run
-    differs from the recipe (``changed``: see :func:`experimental_options`) of a shipped
-    model of that name (then ``models/runs/``, so that an experiment never replaces a shipped
-    model)."""
-    if args.no_save:
-        return None
-    if args.save:
-        return args.save
-    default = CNN_MODEL if model == "improved_cnn" else MODELS_DIR / f"{model}.h5"
-    if model != "improved_cnn" and not args.all_data:
-        return None
-    if not changed:
-        return default
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = MODELS_DIR / "runs" / f"{model}_{args.feature}_{args.protocol}_{stamp}.h5"
-    print(f"this run differs from the shipped recipe ({', '.join(changed)}): its model goes "
-          f"to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}, not "
-          f"{default.name} (--save PATH to choose)", file=sys.stderr)
-    return out
+def shipped_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser
+                   ) -> tuple[str | None, str | None, list[str]]:
+    """Which shipped recipe (:data:`ser.recipes.RECIPES`) this run is.
+
+    Returns
+    -------
+    recipe : str or None
+        The recipe whose training options (:data:`ser.recipes.TRAINING_OPTIONS`) are the
+        run's, or None: the run is an experiment.
+    nearest : str or None
+        For an experiment, the recipe of the same model it differs least from (None if no
+        recipe trains that model).
+    changed : list of str
+        The options where the run differs from ``nearest`` (``--epochs 1``, ...).
+    """
+    mine = {k: getattr(args, k) for k in TRAINING_OPTIONS}
+    nearest, fewest = None, []
+    for name, recipe in RECIPES.items():
+        theirs = vars(parser.parse_args(list(recipe.args)))
+        changed = differences(mine, theirs)
+        if not changed:
+            return name, None, []
+        if theirs["model"] == mine["model"] and (nearest is None or len(changed) < len(fewest)):
+            nearest, fewest = name, changed
+    return None, nearest, fewest
+
+
+@dataclass
+class Plan:
+    """What a run does, its options resolved (:func:`plan`)."""
+
+    models: list[str]
+    protocol: str
+    subset: str
+    feature: str
+    cfg: TrainConfig
+    all_data: bool
+    features_dir: Path
+    exclude_actors: list[int]
+    epochs: int | None          # --all-data: the epochs given, or None (found by early stopping)
+    recipe: str | None          # the shipped recipe this run is; None: an experiment
+    run_dir: Path | None        # an experiment's own folder (made when it first writes)
+    reports_dir: Path           # where the reports go
+    records_dir: Path           # where --all-data reads its configuration's protocol records
+    save_to: Path | None        # where the model goes; None: nowhere
+    notice: str | None          # said once the model is saved where the recipe's would not be
+
+
+def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
+    """Resolve a run's options: the defaults that depend on others, whether it is a shipped
+    recipe, and where its reports and its model go. Reads and writes nothing.
+
+    Raises
+    ------
+    ValueError
+        Options that do not go together (one line): a usage error.
+    """
+    recipe, nearest, changed = shipped_recipe(args, parser)
+    subset = args.subset or ("song+tess" if args.protocol in ("original", "random")
+                             and not args.all_data else "speech+song+tess")
+    parse_subset(subset)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1 (got {args.jobs})")
+    if args.ensemble < 1 or args.augment < 0:
+        raise ValueError(f"--ensemble must be >= 1 (got {args.ensemble}) and --augment "
+                         f">= 0 (got {args.augment})")
+    models = list(ORIGINAL_MODELS) if args.model == "all" else [args.model]
+    if args.all_data and len(models) != 1:
+        raise ValueError("--all-data trains one model: pass --model NAME")
+    if args.all_data and args.no_save:
+        raise ValueError("--all-data trains a model to save: drop --no-save")
+    exclude = _actors(args.exclude_actors)
+    cfg = TrainConfig(epochs=args.epochs,
+                      batch_size=args.batch_size or (16 if args.protocol == "original" else 64),
+                      learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
+                      norm=args.norm or ("none" if args.protocol == "original" else "global"),
+                      augment=args.augment, ensemble=args.ensemble,
+                      verbose=2 if args.verbose else 0)
+    run_dir = None if recipe else run_folder(
+        args.model, args.feature, "all-data" if args.all_data else args.protocol, RUN["run"],
+        runs_dir=RUNS_DIR)
+    save_to, notice = None, None
+    if args.no_save or len(models) != 1:
+        pass
+    elif args.save is not None:
+        save_to = args.save
+    elif not args.all_data and (models[0] != "improved_cnn"
+                                or args.protocol not in ("original", "random")):
+        pass        # an evaluation saves the model of its split: the original's CNN only
+    elif recipe is not None:
+        save_to = RECIPES[recipe].model
+    else:
+        save_to = run_dir / f"{models[0]}.h5"
+        notice = (f"this run differs from the shipped recipe {nearest} ({', '.join(changed)})"
+                  f": its model is {_shown(save_to)}, not {RECIPES[nearest].model.name}"
+                  if nearest is not None and RECIPES[nearest].model is not None else
+                  f"no shipped recipe trains {models[0]}: its model is "
+                  f"{_shown(save_to)}") + " (--save PATH to choose)"
+    return Plan(models=models, protocol=args.protocol, subset=subset, feature=args.feature,
+                cfg=cfg, all_data=args.all_data, features_dir=args.features_dir,
+                exclude_actors=exclude,
+                epochs=None if args.epochs == parser.get_default("epochs") else args.epochs,
+                recipe=recipe, run_dir=run_dir,
+                reports_dir=args.media_dir or (MEDIA_DIR if recipe else run_dir),
+                records_dir=args.media_dir or MEDIA_DIR, save_to=save_to, notice=notice)
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """:func:`ser.files.check_writable` on ``folder``, or, if it does not exist yet, on the
+    folder it will be made in: nothing is made before the data has been read and split."""
+    folder = Path(folder)
+    base = folder
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    ser_files.check_writable(base, what=what if base == folder
+                             else f"{what} {folder}, to be made in")
+
+
+def _check_outputs(p: Plan) -> None:
+    """Every folder the run will write checked before the work (and none made yet)."""
+    if not p.all_data:
+        _check_writable(p.reports_dir, "reports folder")
+    if p.save_to is not None and (p.all_data or p.protocol in ("original", "random")):
+        _check_writable(Path(p.save_to).parent, "model folder")
+
+
+def _train(p: Plan, args: argparse.Namespace) -> bool:
+    """Do what ``p`` says; whether a model was saved."""
+    if p.all_data:
+        train_final(p.models[0], subset=p.subset, feature=p.feature, cfg=p.cfg, out=p.save_to,
+                    features_dir=p.features_dir, exclude_actors=p.exclude_actors,
+                    epochs=p.epochs,
+                    protocol_record=protocol_records(p.records_dir, p.models[0], p.subset,
+                                                     p.feature, p.cfg.norm, p.cfg.augment,
+                                                     p.cfg.ensemble))
+        return True
+    directions = (families_of(parse_subset(p.subset)) if args.train_corpus == "both"
+                  else [args.train_corpus])
+    for direction in (directions if p.protocol == "corpus" else ["ravdess"]):
+        records, outs = run(models=p.models, protocol=p.protocol, subset=p.subset,
+                            feature=p.feature, cfg=p.cfg, features_dir=p.features_dir,
+                            media_dir=p.reports_dir, k=args.folds, train_corpus=direction,
+                            progress=show_progress(args.quiet), scheduler=args.scheduler,
+                            jobs=args.jobs)
+    print(f"reports in {_shown(p.reports_dir)}")
+    if p.save_to is None or p.protocol not in ("original", "random"):
+        return False
+    o = outs[p.models[0]]
+    ds = load_dataset(p.feature, p.subset, features_dir=p.features_dir)
+    save_trained(o["model"], o["norm"], ds, p.models[0], p.save_to, protocol=p.protocol,
+                 subset=p.subset, record=o["record"], cfg=p.cfg)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args, parser = parse(argv)
     if args.verbose:
         import_keras(verbose=True)
     else:
         quiet_tensorflow()
-    changed = experimental_options(args, parser)   # before the defaults that depend on others
+    try:
+        p = plan(args, parser)
+    except ValueError as e:
+        err(str(e))
+        return 2
     if args.trust_features:
         for f in Path(args.features_dir).glob("features_*.joblib"):
             ser_files.record_written(f)
-    if args.subset is None:
-        args.subset = ("song+tess" if args.protocol in ("original", "random")
-                       and not args.all_data else "speech+song+tess")
-    batch = args.batch_size or (16 if args.protocol == "original" else 64)
-    norm = args.norm or ("none" if args.protocol == "original" else "global")
-    cfg = TrainConfig(epochs=args.epochs, batch_size=batch, learning_rate=args.learning_rate,
-                      patience=args.patience, seed=args.seed, norm=norm,
-                      augment=args.augment, ensemble=args.ensemble,
-                      verbose=2 if args.verbose else 0)
-    models = list(ORIGINAL_MODELS) if args.model == "all" else [args.model]
     try:
-        save_to = None if len(models) != 1 else save_target(args, models[0], changed)
-        # where the results go is checked before the training
-        ser_files.check_writable(args.media_dir, what="--media-dir")
-        if save_to is not None and (args.all_data or args.protocol in ("original", "random")):
-            ser_files.check_writable(Path(save_to).parent, what="model folder")
-        parse_subset(args.subset)
-        if args.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1 (got {args.jobs})")
-        if args.ensemble < 1 or args.augment < 0:
-            raise ValueError(f"--ensemble must be >= 1 (got {args.ensemble}) and --augment "
-                             f">= 0 (got {args.augment})")
-        if args.all_data:
-            if len(models) != 1:
-                raise ValueError("--all-data trains one model: pass --model NAME")
-            if save_to is None:
-                raise ValueError("--all-data trains a model to save: drop --no-save")
-            train_final(models[0], subset=args.subset, feature=args.feature, cfg=cfg,
-                        out=save_to,
-                        features_dir=args.features_dir,
-                        exclude_actors=_actors(args.exclude_actors),
-                        epochs=args.epochs if args.epochs != 150 else None,
-                        protocol_record=_protocol_records(args.media_dir, models[0],
-                                                          args.subset, args.feature, cfg.norm,
-                                                          cfg.augment, cfg.ensemble))
-            return 0
-        directions = (families_of(parse_subset(args.subset)) if args.train_corpus == "both"
-                      else [args.train_corpus])
-        for direction in (directions if args.protocol == "corpus" else ["ravdess"]):
-            records, outs = run(models=models, protocol=args.protocol, subset=args.subset,
-                                feature=args.feature, cfg=cfg, features_dir=args.features_dir,
-                                media_dir=args.media_dir, k=args.folds,
-                                train_corpus=direction, progress=show_progress(args.quiet),
-                                scheduler=args.scheduler, jobs=args.jobs)
-        if save_to and args.protocol in ("original", "random") and len(models) == 1:
-            o = outs[models[0]]
-            ds = load_dataset(args.feature, args.subset, features_dir=args.features_dir)
-            save_trained(o["model"], o["norm"], ds, models[0], save_to,
-                         protocol=args.protocol, subset=args.subset, record=o["record"],
-                         cfg=cfg)
-    except (ValueError, ser_files.OutputError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        _check_outputs(p)        # where the results go is checked before the training
+        saved = _train(p, args)
+    except ProtocolError as e:   # data this protocol or subset cannot use: said before the work
+        err(str(e))
+        return 2
+    except (ValueError, SerError, FileNotFoundError) as e:
+        err(str(e))
         return 1
     except OSError as e:   # a disk that filled up or went read-only during the run
-        print(f"error: {ser_files.describe_os_error(e, e.filename or args.media_dir)}",
-              file=sys.stderr)
+        err(ser_files.describe_os_error(e, e.filename or p.reports_dir))
         return 1
+    if saved and p.notice:
+        info(p.notice)
     return 0
 
 

@@ -150,7 +150,7 @@ def test_trainings_side_by_side_equal_one_after_the_other(feats, tmp_path):
         if name not in ("results.json", "results.md"):
             assert (media[1] / name).read_bytes() == (media[2] / name).read_bytes(), name
     assert neural_network.main(["--model", "mlp", "--jobs", "0", "--features-dir", str(feats),
-                                "--media-dir", str(tmp_path / "m0"), "--no-save"]) == 1
+                                "--media-dir", str(tmp_path / "m0"), "--no-save"]) == 2
 
 
 def test_seeded_runs_repeat(feats, tmp_path):
@@ -200,7 +200,7 @@ def test_bad_input_is_a_clear_error(tmp_path, feats, capsys):
         ser.protocols.load_dataset("mfcc", "song", features_dir=tmp_path / "f3")
     with pytest.raises(ValueError, match="unknown part"):
         ser.corpora.parse_subset("song+voices")
-    assert neural_network.main(["--features-dir", str(feats), "--subset", "song+voices"]) == 1
+    assert neural_network.main(["--features-dir", str(feats), "--subset", "song+voices"]) == 2
     assert "unknown part" in capsys.readouterr().err
 
 
@@ -225,7 +225,7 @@ def test_ensemble_averages_members_trained_apart(feats, tmp_path):
     loaded, meta = ser.checkpoint.load_model(out)
     assert meta["training"]["ensemble"] == 3
     assert len([layer for layer in loaded.layers if layer.name.startswith("member")]) == 3
-    assert neural_network.main(["--features-dir", str(feats), "--no-save", "--ensemble", "0"]) == 1
+    assert neural_network.main(["--features-dir", str(feats), "--no-save", "--ensemble", "0"]) == 2
 
 
 def test_metrics_of_a_corpus_without_some_class_do_not_warn():
@@ -256,3 +256,63 @@ def test_best_epoch_is_the_epoch_whose_weights_the_model_keeps(feats):
     want = min(hist["val_loss"][5:])
     assert hist["val_loss"][hist["best_epoch"] - 1] == want
     assert loss == pytest.approx(want, rel=1e-4)
+
+
+def test_version_and_the_exit_codes_help_lists_are_those_main_returns(feats, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    import ser
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, "neural_network.py", "--version"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == f"neural_network.py {ser.__version__}"
+    text = " ".join(neural_network.build_parser().format_help().split())
+    status = text[text.index("Exit status:"):]
+    for code in ("0 done", "1 an error during the work", "2 bad arguments"):
+        assert code in status, code
+    common = ["--features-dir", str(feats), "--media-dir", str(tmp_path / "media"), "--quiet"]
+    usage = [["--model", "all", "--all-data"], ["--all-data", "--no-save"], ["--jobs", "0"],
+             ["--exclude-actors", "1,x", "--all-data"], ["--subset", "song+voices"],
+             ["--subset", "csv", "--no-save"],                       # a subset without rows
+             ["--protocol", "speaker", "--folds", "11", "--no-save"]]   # 10 actors to split
+    for argv in usage:
+        assert neural_network.main([*argv, *common]) == 2, argv
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1, argv
+    with pytest.raises(SystemExit) as e:                      # argparse's own usage errors
+        neural_network.main(["--protocol", "nonsense"])
+    assert e.value.code == 2
+    capsys.readouterr()
+    assert neural_network.main(["--features-dir", str(tmp_path / "none"), "--no-save"]) == 1
+    assert "features not found" in capsys.readouterr().err
+    assert not (tmp_path / "media").exists()          # every refusal came before any work
+
+
+def test_the_experiment_notice_comes_only_with_a_saved_model(feats, tmp_path, monkeypatch,
+                                                             capsys):
+    """Said once the model is saved in the run folder; not when nothing is saved (a speaker
+    protocol run, --no-save), not when the run fails at once (then no run folder is left)."""
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(neural_network, "RUNS_DIR", runs)
+    common = ["--features-dir", str(feats), "--epochs", "1", "--quiet"]
+    assert neural_network.main([*common, "--protocol", "speaker", "--folds", "2"]) == 0
+    out = capsys.readouterr()
+    assert "differs from the shipped recipe" not in out.err + out.out
+    (folder,) = runs.iterdir()
+    assert (folder / "results.json").exists() and not list(folder.glob("*.h5"))
+    assert neural_network.main([*common, "--no-save"]) == 0
+    assert "differs" not in capsys.readouterr().err
+    assert f"reports in {folder}" in out.out
+    assert neural_network.main([*common[2:], "--features-dir", str(tmp_path / "none")]) == 1
+    out = capsys.readouterr()
+    assert "differs" not in out.err and "features not found" in out.err
+    assert len(list(runs.iterdir())) == 2                 # no folder for the failed run
+    assert neural_network.main([*common, "--subset", "speech"]) == 0
+    out = capsys.readouterr()
+    (model,) = runs.glob("improved_cnn_mfcc_random_*/improved_cnn.h5")
+    assert (model.parent / "results.json").exists()      # the reports beside it
+    notice = [line for line in out.err.splitlines() if "differs" in line]
+    assert notice == [f"this run differs from the shipped recipe cnn (--subset speech, --epochs "
+                      f"1, --features-dir {feats}): its model is {model}, not "
+                      f"Emotion_Voice_Detection_Model.h5 (--save PATH to choose)"]
+    assert f"saved {model}" in out.out

@@ -140,8 +140,17 @@ def _repo_copy(dest: Path) -> Path:
     return dest
 
 
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha(p) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
 def test_an_experiment_never_replaces_the_shipped_model(tmp_path):
+    """... nor a tracked report: its reports and its model go to its own run folder, and the
+    copy's media/ (the tracked one) stays byte for byte what it was (issue 29)."""
     repo = _repo_copy(tmp_path)
+    shutil.copytree(ROOT / "media", repo / "media")
+    media_before = _tree_digest(repo / "media")
     shipped = repo / "models" / "Emotion_Voice_Detection_Model.h5"
     before = sha(shipped), sha(shipped.with_suffix(".json"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -150,9 +159,13 @@ def test_an_experiment_never_replaces_the_shipped_model(tmp_path):
                        text=True, timeout=SAFETY)
     assert p.returncode == 0, p.stderr
     assert (sha(shipped), sha(shipped.with_suffix(".json"))) == before
-    assert "differs from the shipped recipe (--subset speech, --epochs 1)" in p.stderr
-    runs = list((repo / "models" / "runs").glob("improved_cnn_mfcc_random_*.h5"))
-    assert len(runs) == 1 and runs[0].with_suffix(".json").exists()
+    (model,) = (repo / "models" / "runs").glob("improved_cnn_mfcc_random_*/improved_cnn.h5")
+    assert model.with_suffix(".json").exists()
+    assert f"differs from the shipped recipe cnn (--subset speech, --epochs 1): its model is " \
+           f"{model.relative_to(repo)}, not Emotion_Voice_Detection_Model.h5" in p.stderr
+    reports = {q.name for q in model.parent.iterdir()}
+    assert {"results.json", "results.md", "confusion_matrix.png", "loss.png"} <= reports
+    assert f"reports in {model.parent.relative_to(repo)}" in p.stdout
     # naming the shipped model replaces it, and the previous one is kept, sidecar included
     p = subprocess.run([*run, "--save", str(shipped)], cwd=repo, env=env, capture_output=True,
                        text=True, timeout=SAFETY)
@@ -161,6 +174,9 @@ def test_an_experiment_never_replaces_the_shipped_model(tmp_path):
     kept = list((repo / "models" / "previous").glob("Emotion_Voice_Detection_Model.*.h5"))
     assert len(kept) == 1 and "previous model is kept as" in p.stdout
     assert (sha(kept[0]), sha(kept[0].with_suffix(".json"))) == before
+    assert "differs" not in p.stderr                      # --save chose the place
+    assert len(list((repo / "models" / "runs").iterdir())) == 2    # its reports: a folder too
+    assert _tree_digest(repo / "media") == media_before
 
 
 # --------------------------------------------------------------------------------------------
