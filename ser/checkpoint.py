@@ -384,8 +384,9 @@ def check_model_file(model_path: str | os.PathLike) -> Path:
     try:
         return check_regular_file(model_path, kind="model")
     except FileNotFoundError:
-        raise FileNotFoundError(f"{model_path}: model file not found (train one with "
-                                f"neural_network.py, or pass --model)") from None
+        where = Path(model_path)
+        hint = "" if where.is_absolute() else f", looked for in {Path.cwd()}"
+        raise FileNotFoundError(f"{model_path}: model file not found{hint}") from None
 
 
 def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None) -> None:

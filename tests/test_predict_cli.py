@@ -97,7 +97,7 @@ def test_help_names_the_recommended_default_and_the_cnn(capsys):
     cnn = ser.paths.CNN_MODEL.relative_to(ser.paths.ROOT)
     assert f"the original's reproduction, the improved CNN on 40 MFCC means, is --model {cnn}" \
         in text
-    assert "3-7 GB" not in text and "GB for 10 minutes" in text
+    assert "3-7 GB" not in text and "peak for 10 minutes" in text
 
 
 @needs_shipped
