@@ -34,7 +34,7 @@ from ser.corpora import FAMILIES, SUBSET_CORPORA, families_of, parse_subset
 from ser.errors import SerError
 from ser.features import FEATURE_SETS
 from ser.models import MODELS, ORIGINAL_MODELS
-from ser.paths import FEATURES_DIR, MEDIA_DIR, ROOT
+from ser.paths import FEATURES_DIR, MEDIA_DIR
 from ser.protocols import PROTOCOLS, ProtocolError, load_dataset
 from ser.recipes import RECIPES, RUNS_DIR, TRAINING_OPTIONS, differences, run_folder
 from ser.reports import RUN
@@ -146,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _shown(path: Path) -> str:
-    """A path as the user reads it: relative to the repository when inside it."""
-    path = Path(path)
-    return str(path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT)
-               else path)
+    """A path as the user reads it: relative to the current folder when inside it (the
+    repository, usually), else absolute (the ``ser`` command runs from any folder)."""
+    path = Path(path).absolute()
+    here = Path.cwd()
+    return str(path.relative_to(here) if path.is_relative_to(here) else path)
 
 
 def _actors(text: str) -> list[int]:
