@@ -281,7 +281,7 @@ def _limited_receive(receive, limit: int):
 
 
 def _size(n: int) -> str:
-    return f"{n / 2 ** 20:g} MiB" if n >= 2 ** 20 else f"{n} bytes"
+    return f"{n // 2 ** 20} MiB" if n and n % 2 ** 20 == 0 else f"{n} bytes"
 
 
 async def _save_body(request, limit: int, folder: Path) -> tuple[Path, str]:
@@ -326,6 +326,7 @@ def _error_response(name: str, message: str, status: int, folder: Path | None = 
 
 def _predict_endpoint(judge: Judge, limit: int):
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
 
     async def predict(request):
@@ -339,6 +340,9 @@ def _predict_endpoint(judge: Judge, limit: int):
             return _error_response(name, str(e), e.status, folder)
         except SerError as e:          # the loader's and the model's: the same line as the CLI
             return _error_response(name, str(e), 400, folder)
+        except HTTPException as e:     # a malformed multipart body
+            return _error_response(name, f"malformed multipart body ({e.detail})",
+                                   e.status_code, folder)
         except Exception as e:         # a bug: one line, and the server goes on
             err(f"POST /api/predict: {type(e).__name__}: {e}")
             return _error_response(name, f"internal error ({type(e).__name__})", 500, folder)

@@ -227,6 +227,9 @@ def test_bad_uploads_get_one_json_line_and_the_server_goes_on(server, reference,
     body, ctype = multipart("audio", "clip.flac", ANGRY.read_bytes())
     status, row = request(server.port, "POST", "/api/predict", body, {"Content-Type": ctype})
     assert status == 400 and "field named 'file'" in one_line_error(row, "upload")
+    status, row = request(server.port, "POST", "/api/predict", body,
+                          {"Content-Type": "multipart/form-data"})      # no boundary
+    assert status == 400 and "malformed multipart body" in one_line_error(row, "upload")
     # wrong method and path: JSON too
     assert request(server.port, "GET", "/api/predict")[0] == 405
     status, row = request(server.port, "GET", "/api/nothing")
@@ -260,7 +263,9 @@ def test_upload_size_is_bounded(server, reference):
     r = conn.getresponse()
     row = json.loads(r.read())
     conn.close()
-    assert r.status == 413 and "upload limit (32 MiB)" in one_line_error(row, "huge.wav")
+    assert r.status == 413 and one_line_error(row, "huge.wav") == (
+        f"huge.wav: the request body ({limit + 1} bytes) is larger than the upload limit "
+        f"(32 MiB)")
     # a streamed (chunked) body: counted as it comes, refused once past the limit
     small = Running(create_app(reference, max_upload_bytes=256 * 1024))
     try:
