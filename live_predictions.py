@@ -62,10 +62,12 @@ import os
 import sys
 from pathlib import Path
 
-from ser import __version__, output, vad
+from ser import __version__, output, serve, vad
 from ser import timeline as tl
+from ser import writers
 from ser.audio import DEFAULT_TRIM_DB
 from ser.console import err, info
+from ser.errors import SerError
 from ser.paths import CNN_MODEL, DEFAULT_MODEL, ROOT
 from ser.predict import (
     BACKENDS,
@@ -83,6 +85,7 @@ from ser.runs import (
     run_mic,
     run_stream,
     run_timeline,
+    segment_options,
 )
 from ser.scan import expand_inputs
 from ser.stream import (
@@ -148,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--list-devices", action="store_true",
                       help="list the audio devices ('>' marks the default input) and exit "
                            "(status 2 when there is no input device)")
+    mode.add_argument("--serve", action="store_true",
+                      help="a local web page (http://HOST:PORT/): the browser records from "
+                           "your own microphone and shows each utterance's emotion and the "
+                           "session's timeline as it grows, or judges a file you pick; no "
+                           "microphone or sound server needed where this runs. Nothing "
+                           "leaves this machine (bound to 127.0.0.1 unless --host says "
+                           "otherwise). --enrol, --min-confidence and the speech-detection "
+                           "options apply as in --stream; Ctrl-C stops")
+    mode.add_argument("--host", default=None, metavar="ADDRESS",
+                      help="--serve: the address to listen on (default: 127.0.0.1, this "
+                           "machine only; another address lets others on the network send "
+                           "their voice here, with a warning)")
+    mode.add_argument("--port", type=int, default=None, metavar="N",
+                      help="--serve: the port (default: 8000; 0: a free one, named on stderr)")
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     ap.add_argument("--model", type=Path, default=None, metavar="H5",
                     help="H5 model with its JSON sidecar beside it; a relative path is taken "
@@ -225,10 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "any work): predictions.<ext> for a batch of FILEs, "
                           "timeline_<name>.<ext> and timeline_<name>.png per --timeline file, "
                           "timeline_stream-<date>-<time>.<ext>/.png for a --stream session")
-    out.add_argument("--format", choices=output.FORMATS, metavar="{csv,json,txt}",
-                     help="with --output-dir: csv (one row per file or segment, one column "
-                          "per emotion), json (JSON lines, .jsonl: the --json objects) or txt "
-                          f"(the terminal's lines) (default: {output.DEFAULT_FORMAT})")
+    out.add_argument("--format", choices=tuple(writers.FORMATS),
+                     help=f"with --output-dir: {writers.describe_formats()} (default: "
+                          f"{writers.DEFAULT_FORMAT})")
     out.add_argument("--no-plot", action="store_true",
                      help="with --output-dir: do not draw the timeline_<name>.png pictures")
     dev = ap.add_argument_group("microphone (--mic, --stream)")
@@ -270,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(ap: argparse.ArgumentParser, args) -> None:
     modes = [m for m, on in (("FILE", bool(args.files)), ("--mic", args.mic),
-                             ("--stream", args.stream), ("--list-devices", args.list_devices))
+                             ("--stream", args.stream), ("--list-devices", args.list_devices),
+                             ("--serve", args.serve))
              if on]
     if not 0.0 <= args.min_confidence <= 1.0:
         ap.error("--min-confidence must lie in [0, 1]")
@@ -278,7 +295,7 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
         ap.error("--timeline judges FILEs (for the microphone, --stream finds utterances "
                  "itself)")
     if not modes:
-        ap.error("give audio FILEs, --mic, --stream or --list-devices")
+        ap.error("give audio FILEs, --mic, --stream, --serve or --list-devices")
     if len(modes) > 1:
         ap.error(f"choose one of {' / '.join(modes)}")
     window_mode = args.stream and args.stream_mode == "window"
@@ -298,8 +315,15 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
         ap.error("--top must be at least 1")
     if not args.max_seconds > 0:
         ap.error("--max-seconds must be positive")
+    for name in ("host", "port"):
+        if getattr(args, name) is not None and not args.serve:
+            ap.error(f"--{name} is for --serve")
+    args.host = serve.DEFAULT_HOST if args.host is None else args.host
+    args.port = serve.DEFAULT_PORT if args.port is None else args.port
+    if not 0 <= args.port <= 65535:
+        ap.error("--port must lie in 0-65535")
     # speech detection and segments
-    segmenting = args.timeline or args.stream
+    segmenting = args.timeline or args.stream or args.serve
     for dest, default in SEGMENT_DEFAULTS.items():
         flag = "--" + dest.replace("_", "-")
         if getattr(args, dest) is not None and not segmenting:
@@ -326,12 +350,12 @@ def _check_args(ap: argparse.ArgumentParser, args) -> None:
         for flag, on in (("--format", args.format is not None), ("--no-plot", args.no_plot)):
             if on:
                 ap.error(f"{flag} needs --output-dir")
-    elif args.mic or args.list_devices:
+    elif args.mic or args.list_devices or args.serve:
         ap.error("--output-dir is for FILEs, --timeline and --stream")
     elif window_mode:
         ap.error("--output-dir with --stream writes the session's timeline: use --stream-mode "
                  "utterance (the default)")
-    args.format = args.format or output.DEFAULT_FORMAT
+    args.format = args.format or writers.DEFAULT_FORMAT
     args.model_given = args.model is not None
     if args.model is None:
         args.model = DEFAULT_MODEL          # absolute: found from any folder
@@ -416,6 +440,17 @@ def _enrol(predictor: Predictor, paths: list[str]) -> bool:
     return True
 
 
+def _serve(predictor: Predictor, args) -> int:
+    """``--serve``: the page and its API until Ctrl-C (:func:`ser.serve.serve`)."""
+    try:
+        return serve.serve(predictor=predictor, host=args.host, port=args.port,
+                           gate_db=args.gate_db if args.gate_db > -200 else None,
+                           segment_options=segment_options(args))
+    except SerError as e:               # a port in use, an address that cannot be bound
+        err(str(e))
+        return 2
+
+
 def _cli_backend(args, n_files: int) -> str:
     """``--backend auto`` on the command line: the model's LiteRT export when its sidecar has
     one (no TensorFlow import, nothing to pay back); without one, LiteRT only where its
@@ -425,7 +460,8 @@ def _cli_backend(args, n_files: int) -> str:
         return args.backend
     if has_export(args.model):
         return "auto"
-    return "auto" if args.stream or args.timeline or n_files >= LITERT_MIN_FILES else "tf"
+    return ("auto" if args.stream or args.serve or args.timeline or n_files >= LITERT_MIN_FILES
+            else "tf")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -471,13 +507,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.enrol:
             if not _enrol(predictor, args.enrol):
                 return 2
-        elif predictor.adaptation.name == "speaker" and not (args.stream or args.timeline):
+        elif predictor.adaptation.name == "speaker" and not (args.stream or args.timeline
+                                                              or args.serve):
             info("note: this model adapts to the speaker; without --enrol it uses the "
                   "population's normalisation")
         if args.mic:
             return run_mic(predictor, args)
         if args.stream:
             return run_stream(predictor, args)
+        if args.serve:
+            return _serve(predictor, args)
         if args.timeline:
             return run_timeline(predictor, inputs, args)
         return run_files(predictor, inputs, args)

@@ -500,6 +500,38 @@ def test_serve_listens_on_loopback_by_default_and_stops_on_ctrl_c():
             proc.wait()
 
 
+def test_live_predictions_serve_is_the_command_line_of_the_page(tmp_path):
+    """``live_predictions.py --serve``: the same page and answers as the script's ``--json``
+    for the same file; --host/--port only with --serve; exit 0 on Ctrl-C."""
+    script = Path(__file__).resolve().parents[1] / "live_predictions.py"
+    direct = subprocess.run([sys.executable, str(script), "--json", str(ANGRY)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert direct.returncode == 0, direct.stderr
+    want = json.loads(direct.stdout)
+    proc = subprocess.Popen([sys.executable, str(script), "--serve", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = wait_for(lambda: proc.stderr.readline(), "--serve to announce its address")
+        assert line.startswith("serving emotion_mlp_stats_whisper.h5 at http://127.0.0.1:"), line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        status, got = post_file(port, ANGRY)
+        assert status == 200 and got == {**want, "file": ANGRY.name}    # the name it was sent
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for args, text in ((["--port", "9000", str(ANGRY)], "--port is for --serve"),
+                       (["--serve", "--output-dir", "out"], "--output-dir is for FILEs"),
+                       (["--serve", "--port", "70000"], "--port must lie in 0-65535"),
+                       (["--serve", str(ANGRY)], "choose one of FILE / --serve")):
+        r = subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                           text=True, cwd=tmp_path)
+        assert r.returncode == 2 and text in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "out").exists()
+
+
 def test_another_host_gets_a_warning_and_a_bad_address_one_line(server, capsys):
     for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"):
         assert is_loopback(host) and network_warning(host) is None
