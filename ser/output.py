@@ -1,7 +1,8 @@
-"""Result files: batch predictions and timelines in a folder, as CSV, JSON lines or text.
+"""Result files: batch predictions and timelines in a folder, in any format of
+:data:`ser.writers.WRITERS` (CSV, JSON lines, text).
 
 What ``live_predictions.py --output-dir DIR --format {csv,json,txt}`` writes (no argument
-parsing here):
+parsing here; the formats themselves are :mod:`ser.writers`' classes):
 
 * a batch of files: one results file per run, ``DIR/predictions.csv`` (``.jsonl``, ``.txt``),
   one row per input: ``file, emotion, confidence, <one column per label>, error``
@@ -17,14 +18,13 @@ before any work, so that a folder that cannot be written is one line at the star
 
 One rule for every output: confidences and probabilities are rounded to
 :data:`ser.timeline.DIGITS` decimals (:data:`DIGITS`), a file's and a timeline's alike; a text
-line is :meth:`ser.predict.Prediction.text` (the terminal's); an error names its file once
+line is the terminal's (:func:`ser.writers.text_line`); an error names its file once
 (:func:`error_line`), and its ``error`` field in JSON and CSV is that same line.
 """
 from __future__ import annotations
 
 import csv
 import errno
-import io
 import json
 import math
 import os
@@ -33,23 +33,19 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ser import files
-from ser.console import csv_cell, from_csv_cell, printable
 from ser import timeline as tl
-from ser.predict import Prediction
+from ser import writers
+from ser.console import from_csv_cell
+from ser.writers import get_writer
 
 DIGITS = tl.DIGITS          # decimals of confidences and probabilities, in every result file
-FORMATS = ("csv", "json", "txt")
-DEFAULT_FORMAT = "csv"
-EXTENSIONS = {"csv": ".csv", "json": ".jsonl", "txt": ".txt"}
 BATCH_STEM = "predictions"
 TIMELINE_PREFIX = "timeline_"
 OutputError = files.OutputError
-
-
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    return fmt
+# the formats and the wording of errors are ser.writers'; their names here, as before
+FORMATS, DEFAULT_FORMAT = writers.FORMATS, writers.DEFAULT_FORMAT
+drop_library_name, error_reason, error_line = (writers.drop_library_name, writers.error_reason,
+                                               writers.error_line)
 
 
 def check_output_dir(folder: str | os.PathLike) -> Path:
@@ -70,8 +66,9 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
 # Names
 # --------------------------------------------------------------------------------------------
 def predictions_path(folder: str | os.PathLike, fmt: str) -> Path:
-    """``folder/predictions.<ext>`` (``.csv``, ``.jsonl``, ``.txt``)."""
-    return Path(folder) / f"{BATCH_STEM}{EXTENSIONS[check_format(fmt)]}"
+    """``folder/predictions.<ext>`` (``.csv``, ``.jsonl``, ``.txt``: the format's
+    :attr:`~ser.writers.ResultWriter.extension`)."""
+    return Path(folder) / f"{BATCH_STEM}{get_writer(fmt).extension}"
 
 
 def _clean_stem(stem: str) -> str:
@@ -113,75 +110,15 @@ def timeline_paths(folder: str | os.PathLike, stem: str, fmt: str, *,
                    plot: bool = True) -> list[Path]:
     """The files :func:`write_timeline` writes: ``timeline_<stem>.<ext>`` (and ``.png``)."""
     base = Path(folder) / f"{TIMELINE_PREFIX}{_clean_stem(stem)}"
-    out = [base.with_name(base.name + EXTENSIONS[check_format(fmt)])]
+    out = [base.with_name(base.name + get_writer(fmt).extension)]
     if plot:
         out.append(base.with_name(base.name + ".png"))
     return out
 
 
 # --------------------------------------------------------------------------------------------
-# Errors: the file named once
-# --------------------------------------------------------------------------------------------
-_SNDFILE_OPENING = re.compile(r"Error opening (?:'[^']*'|\"[^\"]*\"): ")
-
-
-def drop_library_name(msg: str) -> str:
-    """``msg`` without libsndfile's own naming of the file it could not open (``Error opening
-    '<path>': ``), which repeats the path the message already starts with."""
-    return _SNDFILE_OPENING.sub("", str(msg))
-
-
-def error_reason(path: str | os.PathLike, msg: str) -> str:
-    """An error about the file ``path`` without its own naming of the file: a leading
-    ``<path>: `` (as given, or as :class:`~pathlib.Path` spells it: ``./a.wav`` is ``a.wav``)
-    and libsndfile's ``Error opening '<path>': ``."""
-    msg = str(msg)
-    for name in dict.fromkeys((str(path), str(Path(path)))):
-        if name and msg.startswith(f"{name}: "):
-            msg = msg[len(name) + 2:]
-            break
-    return drop_library_name(msg)
-
-
-def error_line(path: str | os.PathLike, msg: str) -> str:
-    """The one line reporting ``msg`` about ``path``: ``<path>: <reason>``, the file named
-    once, as the user gave it (stderr prints it after ``error: ``; JSON and CSV rows hold it
-    as their ``error``)."""
-    return f"{path}: {error_reason(path, msg)}"
-
-
-# --------------------------------------------------------------------------------------------
 # Batch predictions
 # --------------------------------------------------------------------------------------------
-def _labels_of(rows: list[Mapping]) -> list[str]:
-    for r in rows:
-        if r.get("probabilities"):
-            return list(r["probabilities"])
-    return list(tl.LABELS)
-
-
-def _check_rows(rows) -> list[dict]:
-    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
-        raise TypeError(f"rows must be an iterable of mappings, got {type(rows).__name__}")
-    out = []
-    for i, r in enumerate(rows):
-        if not isinstance(r, Mapping) or "file" not in r:
-            raise ValueError(f"row {i}: expected a mapping with a 'file' key, got {r!r}")
-        if "error" not in r and not {"emotion", "confidence", "probabilities"} <= set(r):
-            raise ValueError(f"row {i}: needs emotion, confidence and probabilities, or error")
-        out.append(dict(r))
-    return out
-
-
-def _text_line(r: Mapping, top: int = 3) -> str:
-    """``FILE: <Prediction.text>`` or ``FILE: error: <reason>`` (the file named once)."""
-    if r.get("emotion") is None:
-        return (f"{printable(r['file'])}: error: "
-                f"{printable(error_reason(r['file'], r.get('error') or ''))}")
-    p = Prediction(r["emotion"], float(r["confidence"]), dict(r["probabilities"]))
-    return f"{printable(r['file'])}: {p.text(top)}"
-
-
 def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: str = "csv",
                       *, top: int = 3) -> Path:
     """Write a batch's results to ``folder/predictions.<ext>`` atomically; returns the path.
@@ -193,32 +130,15 @@ def write_predictions(rows: Iterable[Mapping], folder: str | os.PathLike, fmt: s
         ``{"file", "emotion", "confidence", "probabilities"}`` or ``{"file", "error"}``.
     folder : path-like
         Made if missing.
-    fmt : {"csv", "json", "txt"}
-        ``csv``: columns ``file, emotion, confidence, <labels...>, error``; ``json``: JSON
-        lines, the rows as given; ``txt``: the terminal's lines (``FILE: emotion p  (...)``,
-        ``FILE: uncertain: emotion p  (...)``, ``FILE: error: reason``: the file named once).
+    fmt : str
+        A format of :data:`ser.writers.WRITERS`: ``csv``: columns ``file, emotion,
+        confidence, <labels...>, error``; ``json``: JSON lines, the rows as given; ``txt``: the
+        terminal's lines (``FILE: emotion p  (...)``, ``FILE: uncertain: emotion p  (...)``,
+        ``FILE: error: reason``: the file named once).
     top : int
         ``txt``: how many emotions a line names.
     """
-    rows = _check_rows(rows)
-    dest = predictions_path(folder, fmt)
-    if fmt == "json":
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-    elif fmt == "txt":
-        text = "".join(_text_line(r, top) + "\n" for r in rows)
-    else:
-        labels = _labels_of(rows)
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["file", "emotion", "confidence", *labels, "error"])
-        for r in rows:
-            probs = r.get("probabilities") or {}
-            w.writerow([csv_cell(r["file"]), r.get("emotion") or "",
-                        "" if r.get("confidence") is None else r["confidence"],
-                        *[probs.get(k, "") for k in labels], csv_cell(r.get("error") or "")])
-        text = buf.getvalue()
-    _write_text(dest, text)
-    return dest
+    return get_writer(fmt).write_predictions(rows, predictions_path(folder, fmt), top=top)
 
 
 def read_predictions(path: str | os.PathLike) -> list[dict]:
@@ -239,10 +159,10 @@ def _read_rows(path: str | os.PathLike, who: str, *, first_label: int
     """A results file's rows: from JSON lines the objects (and ``None``), from a CSV the rows
     as column -> text (and the emotion columns, ``first_label`` to the last but one)."""
     path = Path(path)
-    if path.suffix == ".jsonl":
+    if path.suffix == writers.JsonLinesWriter.extension:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip()], None
-    if path.suffix != ".csv":
+    if path.suffix != writers.CsvWriter.extension:
         raise ValueError(f"{path}: {who} reads .csv or .jsonl files")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
@@ -265,9 +185,9 @@ def write_timeline(records: Iterable, folder: str | os.PathLike, stem: str, fmt:
         The judged segments, in order.
     folder, stem : where, and the name between ``timeline_`` and the extension
         (see :func:`unique_stems`).
-    fmt : {"csv", "json", "txt"}
-        ``csv``: :func:`ser.timeline.write_csv` (``start, end, emotion, confidence,
-        <labels...>, error``); ``json``: JSON lines, one object per segment with ``file`` (the
+    fmt : str
+        A format of :data:`ser.writers.WRITERS`: ``csv``: ``start, end, emotion, confidence,
+        <labels...>, error``; ``json``: JSON lines, one object per segment with ``file`` (the
         ``source``) in front of :meth:`Segment.as_dict`'s keys; ``txt``: the terminal's table.
     duration : float
         Length of the recording (s), for the picture's x axis.
@@ -290,17 +210,9 @@ def write_timeline(records: Iterable, folder: str | os.PathLike, stem: str, fmt:
     OutputError
         One line naming a file that cannot be written (the others may have been).
     """
-    records = tl._records(records)
+    records = tl.check_records(records)
     data_path, *png = timeline_paths(folder, stem, fmt, plot=plot)
-    if fmt == "csv":
-        _tl_write(tl.write_csv, records, data_path)
-    elif fmt == "json":
-        front = {} if source is None else {"file": str(source)}
-        _write_text(data_path, "".join(json.dumps({**front, **r.as_dict()}) + "\n"
-                                       for r in records))
-    else:
-        head = f"# {printable(source)}\n" if source is not None else ""
-        _write_text(data_path, head + tl.format_table(records) + "\n")
+    get_writer(fmt).write_timeline(records, data_path, source=source)
     written = [data_path]
     if png and duration > 0:
         judged = sum(1 for r in records if r.probabilities)
@@ -309,7 +221,10 @@ def write_timeline(records: Iterable, folder: str | os.PathLike, stem: str, fmt:
         title = (f"{name}: emotion over time{by} ({judged} segments)\n"
                  f"bar height = probability, black edge = the segment's label, "
                  f"grey = no speech")
-        _tl_write(tl.plot_timeline, records, duration, list(regions), png[0], title=title)
+        try:
+            tl.plot_timeline(records, duration, list(regions), png[0], title=title)
+        except tl.TimelineError as e:       # the picture cannot be written: one line
+            raise OutputError(errno.EIO, str(e)) from None
         written.append(png[0])
     return written
 
@@ -332,23 +247,3 @@ def read_timeline(path: str | os.PathLike) -> list[dict]:
              "emotion": d["emotion"] or None, "confidence": _number(d["confidence"]),
              "probabilities": {k: float(d[k]) for k in labels if d[k] != ""},
              "error": from_csv_cell(d["error"]) or None} for d in rows]
-
-
-def _tl_write(writer, *args, **kw) -> None:
-    """A :mod:`ser.timeline` writer, its write failures as :class:`OutputError` (one line)."""
-    try:
-        writer(*args, **kw)
-    except tl.TimelineError as e:
-        raise OutputError(errno.EIO, str(e)) from None
-
-
-def _write_text(dest: Path, text: str) -> None:
-    if dest.is_dir():
-        raise OutputError(errno.EISDIR, f"{dest}: is a folder, not a file name")
-    try:
-        with files.atomic_path(dest) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-    except OutputError:
-        raise
-    except OSError as e:
-        raise OutputError(e.errno, files.describe_os_error(e, dest)) from None

@@ -14,6 +14,7 @@ import time
 
 from ser import output
 from ser import timeline as tl
+from ser import writers
 from ser.adaptation import ADAPTATIONS
 from ser.audio import (
     SAMPLE_RATE,
@@ -24,10 +25,7 @@ from ser.audio import (
 )
 from ser.console import err, info, printable
 from ser.files import atomic_path
-from ser.predict import (
-    Prediction,
-    Predictor,
-)
+from ser.predict import Predictor
 from ser.scan import Inputs
 from ser.stream import (
     LevelGate,
@@ -41,12 +39,6 @@ from ser.stream import run_stream as stream_windows
 def _bar(p: float, width: int = 20) -> str:
     n = int(round(max(0.0, min(1.0, p)) * width))
     return "█" * n + "·" * (width - n)
-
-
-def format_prediction(p: Prediction, top: int = 3) -> str:
-    """The terminal's line for a judgement (:meth:`Prediction.text`: an uncertain answer names
-    the emotion its confidence belongs to)."""
-    return p.text(top)
 
 
 def report_left_out(inputs: Inputs, what: str = "") -> None:
@@ -127,7 +119,7 @@ def run_files(predictor: Predictor | None, inputs: Inputs, args) -> int:
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{printable(path)}: {format_prediction(res, args.top)}", flush=True)
+            print(writers.file_line(path, res, args.top), flush=True)
     _summary(inputs, judged, failed)
     if args.output_dir is not None:
         try:
@@ -256,7 +248,7 @@ def run_mic(predictor: Predictor, args) -> int:
         print(json.dumps({**base, **pred.as_dict()}), flush=True)
     else:
         print(f"microphone ({base['speech_seconds']:.1f} s of sound): "
-              f"{format_prediction(pred, args.top)}", flush=True)
+              f"{pred.text(args.top)}", flush=True)
     return 0
 
 

@@ -11,18 +11,14 @@ The pipeline, in bounded memory (an hour of audio stays far below 500 MB):
 4. each segment is cut from a small buffer of recent audio and judged by a predictor, an
    object with ``predict_signal(y, sr, *, name=..., adapt=False)`` returning something with
    ``.emotion``, ``.confidence`` and ``.probabilities`` (``live_predictions.Predictor``);
-5. :func:`timeline` yields one :class:`Segment` per judged segment; :func:`write_csv`,
-   :func:`write_json` (JSON lines), :func:`format_table` and :func:`plot_timeline` present them.
-   Files are written atomically (:func:`ser.files.atomic_path`: a temporary file in the same
-   folder, then ``os.replace``).
+5. :func:`timeline` yields one :class:`Segment` per judged segment; :func:`format_table`
+   (the terminal's table) and :func:`plot_timeline` (a PNG, written atomically) present them,
+   and :mod:`ser.writers` writes them as a result file (CSV, JSON lines, text).
 
 One speaker at a time: nothing here separates several voices.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import time
@@ -36,11 +32,12 @@ import numpy as np
 
 from ser.errors import SerError
 from ser import files, vad
-from ser.audio import AudioError, BlockResampler, check_readable_file
-from ser.console import csv_cell, printable
+from ser.audio import SAMPLE_RATE, AudioError, BlockResampler, check_readable_file
+from ser.console import printable
+from ser.corpora import EMOTIONS
 from ser.files import atomic_path
 
-ANALYSIS_RATE = 22050            # the models' rate (the project's SAMPLE_RATE)
+ANALYSIS_RATE = SAMPLE_RATE      # an old name (tests/test_serve.py): ser.audio.SAMPLE_RATE
 DEFAULT_BLOCK_SECONDS = 30.0     # read and judged per block (~2.6 MB at 22050 Hz)
 DEFAULT_MERGE_GAP = 0.5          # s: speech regions this close become one segment
 DEFAULT_MAX_LEN = 8.0            # s: longer segments are split into equal parts
@@ -50,7 +47,6 @@ DIGITS = 6
 """Decimals of every confidence and probability in the results (JSON lines, CSV): a file's
 (:meth:`ser.predict.Prediction.as_dict`) and a timeline's segments (:meth:`Segment.as_dict`)
 alike."""
-LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 COLOURS = {"neutral": "#7f7f7f", "calm": "#17becf", "happy": "#ffbf00", "sad": "#1f77b4",
            "angry": "#d62728", "fearful": "#9467bd", "disgust": "#2ca02c",
            "surprised": "#ff7f0e"}
@@ -113,19 +109,32 @@ def _record(r, i: int) -> Segment:
                    {str(k): float(v) for k, v in probs.items()}, r.get("error"))
 
 
-def _records(records) -> list[Segment]:
+def check_records(records) -> list[Segment]:
+    """The records as a list of :class:`Segment` (mappings with the same keys, such as
+    :func:`ser.output.read_timeline` returns, are converted and checked)."""
     if isinstance(records, (str, bytes, Mapping, Segment)) or not isinstance(records, Iterable):
         raise TypeError(f"records must be an iterable of Segment records, got "
                         f"{type(records).__name__}")
     return [_record(r, i) for i, r in enumerate(records)]
 
 
-def _labels(records: list[Segment]) -> list[str]:
-    """Labels in the predictor's order (first record with probabilities), else LABELS."""
-    for r in records:
-        if r.probabilities:
-            return list(r.probabilities)
-    return list(LABELS)
+def label_order(probabilities: Iterable[Mapping | None]) -> list[str]:
+    """The labels in the predictor's order: the keys of the first non-empty mapping of
+    probabilities (a segment's, a file's), else :data:`ser.corpora.EMOTIONS`; the columns of a
+    result file and the bands of a picture."""
+    for probs in probabilities:
+        if probs:
+            return list(probs)
+    return list(EMOTIONS)
+
+
+def top_emotions(probabilities: Mapping[str, float], top: int = 3, *, skip: int = 0) -> str:
+    """The ``top`` most likely emotions as text, best first: ``angry 0.71, happy 0.19,
+    sad 0.05``, leaving out the first ``skip`` (``skip=1``: those after the answer). The
+    wording of "the top emotions" in the text outputs: a timeline row (:func:`format_row`),
+    and a file's line (:meth:`ser.predict.Prediction.text`: ``angry 0.71  (<skip=1>)``)."""
+    best = sorted(probabilities.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"{k} {v:.2f}" for k, v in best[skip:])
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +200,7 @@ def _check_source_path(path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 def read_blocks(path: str | os.PathLike, *, block_seconds: float = DEFAULT_BLOCK_SECONDS,
-                sr: int = ANALYSIS_RATE) -> Iterator[np.ndarray]:
+                sr: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
     """Read an audio file of any length in blocks, as mono at ``sr``.
 
     Parameters
@@ -352,7 +361,7 @@ class Timeline:
     """
 
     def __init__(self, source, predictor, *, input_sr: int | None = None,
-                 sr: int = ANALYSIS_RATE, name: str | None = None,
+                 sr: int = SAMPLE_RATE, name: str | None = None,
                  block_seconds: float = DEFAULT_BLOCK_SECONDS,
                  threshold: float = vad.DEFAULT_THRESHOLD,
                  min_speech: float = vad.DEFAULT_MIN_SPEECH,
@@ -496,7 +505,8 @@ def timeline(source, predictor, **options) -> Timeline:
     input_sr : int, keyword-only
         Rate of an array or a stream of blocks (required for them, refused for a file).
     sr : int, keyword-only
-        Analysis rate (default 22050, the models' rate); segments reach the predictor at it.
+        Analysis rate (default :data:`ser.audio.SAMPLE_RATE`, the models' rate); segments
+        reach the predictor at it.
     name : str, keyword-only
         Used in the predictor's error messages (default: the path).
     block_seconds : float, keyword-only
@@ -518,7 +528,7 @@ def timeline(source, predictor, **options) -> Timeline:
 
 
 # --------------------------------------------------------------------------------------------
-# Output
+# Presentation: the terminal's table, the picture
 # --------------------------------------------------------------------------------------------
 @contextmanager
 def _atomic(path) -> Iterator[Path]:
@@ -537,32 +547,6 @@ def _atomic(path) -> Iterator[Path]:
         raise TimelineError(f"{dest}: cannot write ({files.os_reason(e)})") from None
 
 
-def write_csv(records: Iterable[Segment], path: str | os.PathLike) -> Path:
-    """One row per segment: start, end, emotion, confidence, one column per label, error."""
-    records = _records(records)
-    labels = _labels(records)
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["start", "end", "emotion", "confidence", *labels, "error"])
-    for r in records:
-        d = r.as_dict()
-        w.writerow([d["start"], d["end"], d["emotion"] or "",
-                    "" if d["confidence"] is None else d["confidence"],
-                    *[d["probabilities"].get(k, "") for k in labels],
-                    csv_cell(d["error"] or "")])
-    with _atomic(path) as tmp:
-        tmp.write_text(out.getvalue(), encoding="utf-8")
-    return Path(path)
-
-
-def write_json(records: Iterable[Segment], path: str | os.PathLike) -> Path:
-    """JSON lines: one object per segment (:meth:`Segment.as_dict`)."""
-    text = "".join(json.dumps(r.as_dict()) + "\n" for r in _records(records))
-    with _atomic(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
-
 def _clock(t: float) -> str:
     m, s = divmod(t, 60.0)
     h, m = divmod(int(m), 60)
@@ -575,17 +559,16 @@ def format_row(r: Segment, *, top: int = 3) -> str:
     span = f"{_clock(r.start)}-{_clock(r.end)}"
     if r.emotion is None:
         return f"{span}  {'-':10s} {'':>5s}  ({printable(r.error)})"
-    best = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:top]
     bar = "#" * int(round(10 * (r.confidence or 0)))
     return (f"{span}  {r.emotion:10s} {r.confidence:5.2f}  {bar:10s}  "
-            + ", ".join(f"{k} {v:.2f}" for k, v in best))
+            + top_emotions(r.probabilities, top))
 
 
 def format_table(records: Iterable[Segment], *, top: int = 3) -> str:
     """A plain-text table of the segments, one line each, with a header."""
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise ValueError(f"top must be an integer >= 0, got {top!r}")
-    records = _records(records)
+    records = check_records(records)
     head = f"{'start':>8s}-{'end':<8s}  {'emotion':10s} {'conf':>5s}  {'':10s}  top {top}"
     return "\n".join([head] + [format_row(r, top=top) for r in records])
 
@@ -607,7 +590,7 @@ def plot_timeline(records: Iterable[Segment], duration: float,
         A ``.png`` file; written atomically, its folder made if missing.
     title : str, optional, keyword-only
     """
-    records = _records(records)
+    records = check_records(records)
     duration = _check_positive("duration", duration)
     regions = _check_regions(regions)
     if regions and regions[-1][1] > duration + 1e-3:
@@ -622,7 +605,7 @@ def plot_timeline(records: Iterable[Segment], duration: float,
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    labels = _labels(records)
+    labels = label_order(r.probabilities for r in records)
     fig = Figure(figsize=(min(24.0, max(9.0, duration / 20.0)), 0.45 * len(labels) + 1.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)

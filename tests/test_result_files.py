@@ -1,6 +1,8 @@
-"""ser.output: result files of batch predictions and timelines (names, formats, round trips,
-atomic writes) and ``live_predictions.py --output-dir`` refusing a folder it cannot write,
-with one line, before any work."""
+"""The result files of live_predictions.py --output-dir (ser.output, ser.writers): batch
+predictions and timelines (names, formats, round trips, atomic writes), the format registry (a
+new format is one class), the one wording of "the top emotions", and a folder that cannot be
+written refused with one line before any work. (The training pipeline's files:
+test_feature_and_model_files.py.)"""
 from __future__ import annotations
 
 import json
@@ -9,14 +11,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import live_predictions
-from ser import output
+from ser import output, writers
 from ser import timeline as tl
+from ser.corpora import EMOTIONS
+from ser.predict import Prediction
 from unprivileged import run_unprivileged
 
-LABELS = list(tl.LABELS)
+LABELS = list(EMOTIONS)
 
 
 def _probs(best: str, p: float) -> dict[str, float]:
@@ -50,7 +55,7 @@ def _no_temporaries(folder: Path) -> None:
 # names
 # --------------------------------------------------------------------------------------------
 def test_names():
-    assert output.FORMATS == ("csv", "json", "txt")
+    assert tuple(output.FORMATS) == ("csv", "json", "txt")
     assert [output.predictions_path("out", f).name for f in output.FORMATS] == \
         ["predictions.csv", "predictions.jsonl", "predictions.txt"]
     assert [p.name for p in output.timeline_paths("out", "talk", "json")] == \
@@ -127,7 +132,7 @@ def test_timeline_round_trip(tmp_path, fmt):
     written = output.write_timeline(SEGMENTS, tmp_path, "talk", fmt, duration=14.0,
                                     regions=REGIONS, source="rec/talk.flac",
                                     model="models/emotion_mlp_stats_whisper.h5")
-    assert [p.name for p in written] == [f"timeline_talk{output.EXTENSIONS[fmt]}",
+    assert [p.name for p in written] == [f"timeline_talk{writers.get_writer(fmt).extension}",
                                          "timeline_talk.png"]
     assert written[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     back = output.read_timeline(written[0])
@@ -160,6 +165,84 @@ def test_timeline_write_failure_is_one_line(tmp_path):
     (tmp_path / "predictions.jsonl").mkdir()
     with pytest.raises(output.OutputError, match="predictions.jsonl: is a folder"):
         output.write_predictions(ROWS, tmp_path, "json")
+
+
+# --------------------------------------------------------------------------------------------
+# the formats: one class each, behind one registry
+# --------------------------------------------------------------------------------------------
+class MarkdownWriter(writers.ResultWriter):
+    """A format this package does not have: all a new format needs."""
+    name, extension = "md", ".md"
+    help = "a Markdown table"
+
+    def predictions(self, rows, *, top=3):
+        return "".join(["| file | emotion | confidence |\n", "|---|---|---|\n"]
+                       + [f"| {r['file']} | {r.get('emotion') or 'error'} | "
+                          f"{r.get('confidence', '')} |\n" for r in rows])
+
+    def timeline(self, segments, *, source=None):
+        return "".join([f"{source}\n", "| start | end | emotion |\n", "|---|---|---|\n"]
+                       + [f"| {s.start:g} | {s.end:g} | {s.emotion or '-'} |\n"
+                          for s in segments])
+
+
+class FakePredictor:
+    """Judges every file angry without reading it (no model: the test is about the file)."""
+    adaptation = type("NoAdaptation", (), {"name": "none"})()
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def predict_files(self, paths):
+        probs = np.full(len(EMOTIONS), 0.05)
+        probs[EMOTIONS.index("angry")] = 0.65
+        for path in paths:
+            yield path, Prediction.from_probs(probs, EMOTIONS)
+
+
+def test_a_new_format_is_one_class_and_one_registry_entry(tmp_path, monkeypatch, capsys):
+    assert "md" not in output.FORMATS
+    with pytest.raises(ValueError, match=r"unknown format 'md' \(choose from csv, json, txt\)"):
+        writers.get_writer("md")
+    monkeypatch.setitem(writers.WRITERS, "md", MarkdownWriter)
+    assert "md" in output.FORMATS and isinstance(writers.get_writer("md"), MarkdownWriter)
+    # the library: names and writers
+    dest = output.write_predictions(ROWS, tmp_path / "lib", "md")
+    assert dest == tmp_path / "lib" / "predictions.md"
+    assert dest.read_text().splitlines()[2:4] == ["| a/talk.flac | happy | 0.7 |",
+                                                  '| b/quiet, "odd" name.wav | error |  |']
+    (path,) = output.write_timeline(SEGMENTS, tmp_path / "lib", "talk", "md", duration=14.0,
+                                    regions=REGIONS, source="rec/talk.flac", plot=False)
+    assert path.name == "timeline_talk.md"
+    assert path.read_text().splitlines()[3:5] == ["| 1.5 | 2.9 | neutral |", "| 4 | 4.3 | - |"]
+    _no_temporaries(tmp_path / "lib")
+    # the command line: --help describes it, --format takes it
+    assert "md (a Markdown table) (default: csv)" in \
+        " ".join(live_predictions.build_parser().format_help().split())
+    monkeypatch.setattr(live_predictions, "Predictor", FakePredictor)
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    rc = live_predictions.main(["--output-dir", str(tmp_path / "cli"), "--format", "md",
+                                str(clip)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert out == f"{clip}: angry 0.65  (neutral 0.05, calm 0.05)\n"
+    assert (tmp_path / "cli" / "predictions.md").read_text().splitlines()[2] == \
+        f"| {clip} | angry | 0.65 |"
+    assert f"wrote {tmp_path / 'cli' / 'predictions.md'}" in err
+
+
+def test_the_top_emotions_are_worded_once():
+    """A file's line, a timeline row and the text files name the top emotions alike."""
+    probs = {**{k: 0.05 for k in EMOTIONS}, "angry": 0.5, "sad": 0.16, "happy": 0.09}
+    assert tl.top_emotions(probs, 3) == "angry 0.50, sad 0.16, happy 0.09"
+    assert tl.top_emotions(probs, 3, skip=1) == "sad 0.16, happy 0.09"
+    assert tl.top_emotions(probs, 0) == "" and tl.top_emotions({}, 3) == ""
+    p = Prediction("angry", 0.5, probs)
+    assert p.text(3) == f"angry 0.50  ({tl.top_emotions(probs, 3, skip=1)})"
+    row = tl.format_row(tl.Segment(0.0, 2.0, "angry", 0.5, probs), top=3)
+    assert row.endswith(f"  {tl.top_emotions(probs, 3)}")
+    assert writers.text_line({"file": "a.wav", **p.as_dict()}, 3) == f"a.wav: {p.text(3)}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,14 +21,17 @@ import pytest
 import soundfile as sf
 
 from ser import timeline as tl
-from ser import vad
+from ser import vad, writers
+from ser.audio import SAMPLE_RATE
+from ser.corpora import EMOTIONS
+from ser.files import OutputError
 
 from live_predictions import Predictor  # moves to: from ser.predict import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))
 MODEL = ROOT / "models" / "emotion_mlp_stats_whisper.h5"
-SR = 22050
+SR = SAMPLE_RATE
 # (file, emotion) of the RAVDESS name's third field: neutral, happy, sad, angry, 4 actors
 UTTERANCES = ["Actor_01/03-01-01-01-01-01-01.flac", "Actor_02/03-01-03-02-01-01-02.flac",
               "Actor_05/03-01-04-02-02-02-05.flac", "Actor_08/03-01-05-02-01-02-08.flac"]
@@ -284,7 +287,7 @@ def test_timeline_matches_the_utterances_and_their_labels(recording, predictor, 
     same = sum(r.emotion == p.emotion for r, p in zip(records, single))
     assert same >= 3, ([r.emotion for r in records], [p.emotion for p in single])
     for r in records:
-        assert set(r.probabilities) == set(tl.LABELS)
+        assert set(r.probabilities) == set(EMOTIONS)
         assert abs(sum(r.probabilities.values()) - 1) < 1e-3
         assert r.confidence == max(r.probabilities.values()) and r.error is None
 
@@ -308,13 +311,13 @@ def test_timeline_matches_the_utterances_and_their_labels(recording, predictor, 
 
     # the outputs
     out = tmp_path / "out"
-    tl.write_json(records, out / "t.jsonl")
+    writers.get_writer("json").write_timeline(records, out / "t.jsonl")
     rows = [json.loads(line) for line in (out / "t.jsonl").read_text().splitlines()]
     assert [r["emotion"] for r in rows] == [r.emotion for r in records]
     assert set(rows[0]) == {"start", "end", "emotion", "confidence", "probabilities", "error"}
-    tl.write_csv(rows, out / "t.csv")                 # mappings read back are records too
+    writers.get_writer("csv").write_timeline(rows, out / "t.csv")  # mappings are records too
     lines = (out / "t.csv").read_text().splitlines()
-    assert lines[0] == "start,end,emotion,confidence," + ",".join(tl.LABELS) + ",error"
+    assert lines[0] == "start,end,emotion,confidence," + ",".join(EMOTIONS) + ",error"
     assert len(lines) == 1 + len(records)
     tl.plot_timeline(records, run.duration, run.regions, out / "timeline_session.png")
     assert (out / "timeline_session.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -350,9 +353,9 @@ def test_timeline_refuses_before_work(recording, tmp_path):
     with pytest.raises(ValueError, match="regions end at 12 s, after the duration"):
         tl.plot_timeline([], 10.0, [(1, 12)], tmp_path / "x.png")
     with pytest.raises(ValueError, match="record 0: missing key"):
-        tl.write_json([{"start": 0}], tmp_path / "x.jsonl")
-    with pytest.raises(tl.TimelineError, match="is a folder"):
-        tl.write_csv([], tmp_path)
+        writers.get_writer("json").write_timeline([{"start": 0}], tmp_path / "x.jsonl")
+    with pytest.raises(OutputError, match="is a folder"):
+        writers.get_writer("csv").write_timeline([], tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -393,8 +396,8 @@ CHILD = textwrap.dedent("""
             return False
 
     p = Predictor({model!r})
-    p.predict_signal(np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32)
-                     * 0.1, 22050)                      # warm up: features, inference
+    p.predict_signal(np.random.default_rng(0).standard_normal(3 * {SR}).astype(np.float32)
+                     * 0.1, {SR})                      # warm up: features, inference
     base_max, base_rss, hwm = maxrss_mb(), status_mb("VmRSS"), reset_hwm()
     run = tl.timeline({path!r}, p)
     n, at5, t0 = 0, None, time.perf_counter()
@@ -431,7 +434,7 @@ def test_long_file_in_bounded_memory(recording, tmp_path):
     files = sorted((DATA / "ravdess_speech").glob("Actor_0[1-4]/*.flac"))[::6]
     path = tmp_path / "long.wav"
     seconds = write_long_file(path, 25, files, np.random.default_rng(7))
-    code = CHILD.format(root=str(ROOT), model=str(MODEL), path=str(path))
+    code = CHILD.format(root=str(ROOT), model=str(MODEL), path=str(path), SR=SR)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1",
            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
@@ -487,7 +490,7 @@ def test_cli_timeline_json_and_output_dir(recording, tmp_path, capsys):
     for r in segs:
         assert set(r) == {"file", "start", "end", "emotion", "confidence", "probabilities",
                           "error"}
-        assert r["emotion"] in tl.LABELS and r["error"] is None
+        assert r["emotion"] in EMOTIONS and r["error"] is None
         assert r["confidence"] == max(r["probabilities"].values())
     assert rows[len(segs):] == [{"file": str(silent), "error": f"{silent}: no speech found "
                                  "(3.0 s of audio, speech detector threshold 0.5)"}]
