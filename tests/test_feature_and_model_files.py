@@ -1,6 +1,7 @@
-"""What the pipeline writes and reads back under hostile and broken conditions (issue 15):
+"""The training pipeline's own files (create_features.py's features and extraction cache,
+neural_network.py's models and reports) under hostile and broken conditions (issue 15):
 features files from elsewhere, damaged cache entries, shipped models, full and read-only
-disks, killed runs."""
+disks, killed runs. (The result files of live_predictions.py: test_result_files.py.)"""
 import hashlib
 import os
 import shutil
