@@ -37,7 +37,6 @@ from ser.console import printable
 from ser.corpora import EMOTIONS
 from ser.files import atomic_path
 
-ANALYSIS_RATE = SAMPLE_RATE      # an old name (tests/test_serve.py): ser.audio.SAMPLE_RATE
 DEFAULT_BLOCK_SECONDS = 30.0     # read and judged per block (~2.6 MB at 22050 Hz)
 DEFAULT_MERGE_GAP = 0.5          # s: speech regions this close become one segment
 DEFAULT_MAX_LEN = 8.0            # s: longer segments are split into equal parts

@@ -33,7 +33,7 @@ import ser.files
 import ser.output
 import ser.predict
 import ser.store
-from test_outputs import tiny_disk  # noqa: F401  (a real 1 MB tmpfs)
+from test_feature_and_model_files import tiny_disk  # noqa: F401  (a real 1 MB tmpfs)
 from tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

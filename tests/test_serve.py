@@ -40,7 +40,7 @@ from conftest import SHARED_DATA, needs_data
 
 from ser import SerError, output
 from ser import timeline as tl
-from ser.audio import AudioError
+from ser.audio import SAMPLE_RATE, AudioError
 from ser.paths import ADAPTIVE_MODEL, DEFAULT_MODEL
 from ser.predict import Predictor
 from ser.serve import (
@@ -182,14 +182,14 @@ def audio(tmp_path_factory) -> dict[str, Path]:
     parts = []
     for clip in (ANGRY, SAD, HAPPY):
         c, csr = sf.read(clip, dtype="float32")
-        assert csr == tl.ANALYSIS_RATE
+        assert csr == SAMPLE_RATE
         parts += [c, np.zeros(csr, np.float32)]
     three = np.concatenate(parts)
     files["three"] = d / "three_utterances.flac"
-    sf.write(files["three"], three, tl.ANALYSIS_RATE)
+    sf.write(files["three"], three, SAMPLE_RATE)
     files["long"] = d / "eleven_minutes.flac"
-    sf.write(files["long"], np.tile(three, int(610 * tl.ANALYSIS_RATE / three.size) + 1),
-             tl.ANALYSIS_RATE)
+    sf.write(files["long"], np.tile(three, int(610 * SAMPLE_RATE / three.size) + 1),
+             SAMPLE_RATE)
     return files
 
 
@@ -312,7 +312,7 @@ def ws_connect():
 
 def blocks_of(path: Path, size: int = 2048) -> list[np.ndarray]:
     y, sr = sf.read(path, dtype="float32")
-    assert sr == tl.ANALYSIS_RATE
+    assert sr == SAMPLE_RATE
     return [y[i:i + size] for i in range(0, y.size, size)]
 
 
@@ -332,7 +332,7 @@ def stream_judgement(blocks: list[np.ndarray], predictor: Predictor | None = Non
     """What --stream says about these blocks (a fresh adaptive model unless given), through
     the same level floor and detector."""
     judge = LevelGate(predictor or Predictor(ADAPTIVE_MODEL), DEFAULT_GATE_DB)
-    run = tl.timeline(iter(blocks), judge, input_sr=tl.ANALYSIS_RATE, name="microphone",
+    run = tl.timeline(iter(blocks), judge, input_sr=SAMPLE_RATE, name="microphone",
                       adapt=True)
     return [{"source": "microphone", **seg.as_dict()} for seg in run]
 
@@ -345,9 +345,9 @@ def test_live_sessions_at_once_do_not_mix(audio, ws_connect):
         streams = {"three": blocks_of(audio["three"]), "sad": blocks_of(SAD)}
         sockets = {k: ws_connect(running.port) for k in streams}
         for ws in sockets.values():
-            ws.send(json.dumps({"type": "start", "rate": tl.ANALYSIS_RATE}))
+            ws.send(json.dumps({"type": "start", "rate": SAMPLE_RATE}))
             assert json.loads(ws.recv(timeout=WAIT)) == {"event": "ready",
-                                                         "rate": tl.ANALYSIS_RATE}
+                                                         "rate": SAMPLE_RATE}
         assert info(running.port)["live_sessions"] == 2
         for i in range(max(len(b) for b in streams.values())):     # interleaved
             for k, ws in sockets.items():
@@ -381,7 +381,7 @@ def test_enrolment_works_as_on_the_command_line(tmp_path, ws_connect):
         assert (status, row) == (200, {"file": SAD.name, **enrolled.predict_file(SAD).as_dict()})
         assert row != {"file": SAD.name, **Predictor(ADAPTIVE_MODEL).predict_file(SAD).as_dict()}
         ws = ws_connect(running.port)
-        ws.send(json.dumps({"type": "start", "rate": tl.ANALYSIS_RATE}))
+        ws.send(json.dumps({"type": "start", "rate": SAMPLE_RATE}))
         ws.recv(timeout=WAIT)
         blocks = blocks_of(SAD)
         for b in blocks:
@@ -409,7 +409,7 @@ def test_a_closed_socket_frees_its_session_and_limits_hold(reference, ws_connect
         # a tab closed while speaking: a clean close, and a connection that just drops
         for drop in (False, True):
             ws = ws_connect(running.port)
-            ws.send(json.dumps({"type": "start", "rate": tl.ANALYSIS_RATE}))
+            ws.send(json.dumps({"type": "start", "rate": SAMPLE_RATE}))
             ws.recv(timeout=WAIT)
             for b in speech[:len(speech) // 2]:
                 ws.send(b.astype("<f4").tobytes())
