@@ -77,17 +77,16 @@ from ser.predict import (
     Predictor,
     has_export,
 )
-from ser.runs import (
+from ser.cli.predict import (
     os_message,
     plural,
-    report_left_out,
     run_files,
     run_mic,
     run_stream,
     run_timeline,
     segment_options,
 )
-from ser.scan import expand_inputs
+from ser.scan import expand_inputs, report_left_out
 from ser.stream import (
     DEFAULT_GATE_DB,
     DEFAULT_HOP,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from ser.console import info
 from ser.files import os_reason
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3")
@@ -132,3 +133,9 @@ def expand_inputs(items: list[str]) -> Inputs:
         else:
             entries.append((item, f"{item}: empty folder (no files in it)"))
     return Inputs(entries, left_out, folders, unreadable)
+
+
+def report_left_out(inputs: Inputs, what: str = "") -> None:
+    """Name on stderr every file the folders of ``inputs`` left out, with the reason."""
+    for path, reason in inputs.left_out:
+        info(f"skipped{what}: {path}: {reason}")

@@ -178,8 +178,7 @@ def enrol_speaker(predictor: Predictor, paths) -> int:
     """``--enrol``: adapt ``predictor`` to the speaker's recordings (files or folders), as the
     command line does; returns how many were used. ModelError (a model without speaker
     adaptation) or ServeError (no usable recording), one line."""
-    from ser.runs import report_left_out
-    from ser.scan import expand_inputs
+    from ser.scan import expand_inputs, report_left_out
     enrol = expand_inputs([str(p) for p in paths])
     report_left_out(enrol, " (enrolment)")
     used, errors = predictor.enrol(enrol.files)
@@ -626,7 +625,7 @@ def create_app(model: str | os.PathLike | Predictor | Callable[[], Predictor] = 
     segment_options : dict, optional
         :func:`ser.timeline.timeline`'s detector and segment options for live mode
         (``threshold``, ``min_silence``, ``merge_gap``, ``max_len``, ``min_len``:
-        :func:`ser.runs.segment_options` of the command line).
+        :func:`ser.cli.predict.segment_options` of the command line).
     max_upload_bytes : int
         The largest POST body; a larger one is refused (413) before it is read further.
     max_sessions : int

@@ -159,3 +159,21 @@ def test_every_script_has_version_and_exit_codes(script):
     assert r.returncode == 0 and "Exit status: 0" in text, text[-300:]
     after = text[text.index("Exit status: 0"):]
     assert " 2 " in after or "2 bad arguments" in after, after     # argparse's usage error
+
+
+def test_only_the_command_line_layer_reads_an_argparse_namespace():
+    """argparse and an ``args`` namespace parameter belong to the scripts and ``ser/cli/``;
+    the library takes plain keyword arguments."""
+    leaks = []
+    for name, path in _modules().items():
+        if name == "ser.cli" or name.startswith("ser.cli."):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+                leaks.append(f"{name}: imports argparse")
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = [a.arg for a in node.args.args + node.args.kwonlyargs]
+                if "args" in params:
+                    leaks.append(f"{name}.{node.name}: takes an args namespace")
+    assert not leaks, leaks

@@ -1,8 +1,11 @@
-"""What live_predictions.py does in each of its modes (files, timelines, the microphone, a
-stream): judge, print as results arrive, write --output-dir files, say what was skipped.
+"""The command-line layer of ``live_predictions.py`` (``ser predict``): what each of its modes
+(files, timelines, the microphone, a stream) does with the parsed options: judge through the
+library (:class:`ser.predict.Predictor`, :mod:`ser.timeline`, :mod:`ser.stream`), print as
+results arrive, write ``--output-dir`` files, say what was skipped.
 
 Each ``run_*`` takes the predictor and the command line's options (the ``argparse`` namespace
-of ``live_predictions.build_parser``) and returns the exit status.
+of ``live_predictions.build_parser``) and returns the exit status; the library below never
+sees that namespace.
 """
 from __future__ import annotations
 
@@ -39,11 +42,6 @@ from ser.stream import run_stream as stream_windows
 def _bar(p: float, width: int = 20) -> str:
     n = int(round(max(0.0, min(1.0, p)) * width))
     return "█" * n + "·" * (width - n)
-
-
-def report_left_out(inputs: Inputs, what: str = "") -> None:
-    for path, reason in inputs.left_out:
-        info(f"skipped{what}: {path}: {reason}")
 
 
 def os_message(e: OSError) -> str:
