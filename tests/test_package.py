@@ -177,3 +177,10 @@ def test_only_the_command_line_layer_reads_an_argparse_namespace():
                 if "args" in params:
                     leaks.append(f"{name}.{node.name}: takes an args namespace")
     assert not leaks, leaks
+
+
+def test_no_assert_guards_data_in_the_library():
+    """``python -O`` strips asserts: the library checks with an if and raises a named error."""
+    found = [f"{name}:{node.lineno}" for name, path in _modules().items()
+             for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assert)]
+    assert not found, found

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ser.download.archives import crc32, member_mode, zip_mtime
-from ser.download.messages import warn
+from ser.download.messages import DownloadError, warn
 from ser.download.plan import Item
 from ser.download.summary import Summary
 from ser.files import atomic_path
@@ -55,7 +55,8 @@ def _is_present(item: Item, dest_stat: os.stat_result) -> bool:
         import pooch
         return pooch.file_hash(str(item.dest), alg=item.known_hash.split(":")[0]) \
             == item.known_hash.split(":")[-1].lower()
-    assert item.src is not None
+    if item.src is None:      # neither a zip member, a checksum nor a local file: a bug
+        raise DownloadError(f"{item.dest}: nothing to compare it with (no source file)")
     s = item.src.stat()
     if s.st_size != dest_stat.st_size:
         return False

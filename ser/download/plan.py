@@ -85,7 +85,8 @@ class Planner:
         if c.kind not in self.corpora:
             self.summary[c.kind].skipped["not selected"] += 1
             return None
-        assert c.rel_dest is not None
+        if c.rel_dest is None:    # classify gives every recording a destination: a bug
+            raise DownloadError(f"{label}: no destination for a {c.kind} recording")
         root = self.roots[c.kind]
         try:
             dest = resolve_inside(root, c.rel_dest, label)
