@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from ser import encoder as byols_encoder  # the BYOL-S encoder's weights and feature set
-from ser.adaptation import ADAPTATIONS, SPEAKER_PRIOR
+from ser.adaptation import ADAPTATIONS
 from ser.calibration import T_MAX, T_MIN
 from ser.console import quiet_tensorflow
 from ser.corpora import EMOTIONS
 from ser.features import FEATURE_DIMS, FEATURE_SETS, feature_params
 from ser.files import atomic_path, check_regular_file, read_regular, write_json
+from ser.normalization import SPEAKER_PRIOR, normalization_problem, normalize
 from ser.paths import DEFAULT_MODEL
 
 SIDECAR_FORMAT = 1
@@ -325,29 +326,6 @@ def _check_servable(meta: dict, where: Path) -> None:
                          f"this version (known: {', '.join(ADAPTATIONS)})")
 
 
-NORM_MIN_STD = 1e-9       # training floors a std at 1e-8 (ser/training.py), speakers' at 1e-6
-NORM_MAX_ABS_MEAN = 1e12  # feature values are at most ~1e4 (Hz, dB, coefficients)
-
-
-def normalization_problem(norm: dict, dim: int) -> str | None:
-    """What is wrong with a z-score normalisation ``{"mean": [...], "std": [...]}`` of a
-    ``dim``-value feature set, judged in float32, the dtype it is applied in
-    (:func:`normalize`): a value that is finite in float64 can overflow there. ``None``: it
-    is one that training can have written."""
-    with np.errstate(over="ignore"):
-        mean = np.asarray(norm["mean"], np.float64).astype(np.float32)
-        std = np.asarray(norm["std"], np.float64).astype(np.float32)
-    if mean.shape != (dim,) or std.shape != (dim,):
-        return (f"has {mean.size} means and {std.size} stds, but the feature set has {dim} "
-                f"values")
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
-        return "has values that are not finite in float32"
-    if not (np.all(std >= NORM_MIN_STD) and np.all(np.abs(mean) <= NORM_MAX_ABS_MEAN)):
-        return (f"has a std below {NORM_MIN_STD:g} or a mean beyond {NORM_MAX_ABS_MEAN:g}, "
-                f"which training never writes")
-    return None
-
-
 def load_model(model_path: str | os.PathLike = DEFAULT_MODEL, *, meta: dict | None = None):
     """Load a saved model and its sidecar; refuse a model whose input does not match.
 
@@ -395,18 +373,10 @@ def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None)
     byols_encoder.check_model_encoder(model_path, meta)
 
 
-def normalize(X: np.ndarray, meta: dict) -> np.ndarray:
-    """Apply the sidecar's normalisation (``None`` or ``{"mean": [...], "std": [...]}``)."""
-    norm = meta.get("normalization")
-    X = np.asarray(X, dtype=np.float32)
-    if not norm:
-        return X
-    return (X - np.asarray(norm["mean"], np.float32)) / np.asarray(norm["std"], np.float32)
-
-
 def model_input(vectors: np.ndarray, meta: dict) -> np.ndarray:
-    """Feature vectors (n, d) -> the model's input (n, *input_shape), normalised."""
-    X = normalize(np.atleast_2d(vectors), meta)
+    """Feature vectors (n, d) -> the model's input (n, *input_shape): normalised with the
+    sidecar's ``normalization`` (:func:`ser.normalization.normalize`), in float32."""
+    X = normalize(np.atleast_2d(vectors), meta.get("normalization"))
     return X.reshape((X.shape[0], *meta["input_shape"]))
 
 

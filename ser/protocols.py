@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.adaptation import speaker_normalize
 from ser.corpora import (
     CORPUS_TABLE,
     EMOTIONS,
@@ -17,6 +16,7 @@ from ser.corpora import (
     parse_subset,
 )
 from ser.errors import SerError
+from ser.normalization import speaker_normalize
 from ser.paths import FEATURES_DIR
 from ser.store import aug_output_path, load_augmented, load_features, output_path
 
@@ -74,7 +74,8 @@ class Dataset:
         return len(self.y)
 
     def speaker_normalized(self) -> "Dataset":
-        """Each actor's rows z-scored with that actor's own statistics (labels unused)."""
+        """Each actor's rows z-scored with that actor's own statistics (labels unused;
+        :func:`ser.normalization.speaker_normalize`)."""
         X = speaker_normalize(self.X, self.meta["actor"])
         # each augmented copy of an actor is a voice and channel of its own
         aug = None if self.aug is None else np.stack(

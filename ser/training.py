@@ -21,6 +21,7 @@ from ser.cluster import dask_backend, exit_with_parent
 from ser.console import import_keras
 from ser.files import atomic_path
 from ser.models import MODELS, build_model, compile_model, ensemble_of
+from ser.normalization import adaptation_of, fit_normalization
 from ser.paths import FEATURES_DIR, MEDIA_DIR
 from ser.protocols import Dataset, Fold, load_dataset, make_folds, split_speaker
 from ser.reports import (
@@ -38,21 +39,10 @@ class TrainConfig:
     learning_rate: float = 0.001
     patience: int = 10
     seed: int = 42
-    norm: str = "none"          # none | global | speaker (per-speaker: see _adapt)
+    norm: str = "none"          # ser.normalization.NORMS: none | global | speaker (_adapt)
     augment: int = 0            # augmented copies of the training rows (ser/augment.py)
     ensemble: int = 1           # members trained apart (seeds seed, seed+1, ...) and averaged
     verbose: int = 0
-
-
-def fit_normalization(X: np.ndarray, norm: str) -> dict | None:
-    if norm == "none":
-        return None
-    if norm == "global":
-        mean = X.mean(axis=0)
-        std = X.std(axis=0)
-        std[std < 1e-8] = 1.0
-        return {"mean": mean.tolist(), "std": std.tolist()}
-    raise ValueError(f"unknown normalisation {norm!r} (none or global)")
 
 
 def train_one(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, *,
@@ -144,7 +134,7 @@ def _adapt(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, TrainConfig, str]:
     speaker or corpus fold every actor lies in one part, so the statistics come from that
     actor's own unlabelled rows only); the models then see no further normalisation.
     """
-    adaptation = "speaker" if cfg.norm == "speaker" else "none"
+    adaptation = adaptation_of(cfg.norm)
     if adaptation == "speaker":
         ds = ds.speaker_normalized()
         cfg = replace(cfg, norm="none")
@@ -277,6 +267,7 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
     ``fold_results``: the folds' results computed elsewhere (:func:`_cluster_folds`).
     """
     from tqdm import tqdm
+    norm_asked = cfg.norm
     ds, cfg, adaptation = _adapt(ds, cfg)
     per_fold, hists, y_all, p_all, epochs, secs, uars_c = [], [], [], [], [], [], []
     proba_all = []
@@ -304,7 +295,7 @@ def evaluate_model(model_name: str, ds: Dataset, folds: list[Fold], cfg: TrainCo
            "epochs": float(np.mean(epochs)), "train_seconds": float(np.sum(secs)),
            "seconds_per_epoch": float(np.sum(secs) / max(1, np.sum(epochs) * cfg.ensemble)),
            "seed": cfg.seed, "batch_size": cfg.batch_size,
-           "norm": "speaker" if adaptation == "speaker" else cfg.norm,
+           "norm": norm_asked,
            "n_train": int(np.mean([len(f.train) for f in folds])),
            "n_test": int(np.sum([len(f.test) for f in folds])),
            "versions": library_versions()}
@@ -409,9 +400,10 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
     ds = load_dataset(feature, subset, features_dir=features_dir, augment=cfg.augment)
     if exclude_actors:
         ds = ds.take(np.flatnonzero(~np.isin(ds.meta["actor"], list(exclude_actors))))
+    norm_asked = cfg.norm
     # with adaptation the population statistics ship as the fallback and as the prior for a
     # user's few utterances
-    prior = fit_normalization(ds.X, "global") if cfg.norm == "speaker" else None
+    prior = fit_normalization(ds.X, "global") if adaptation_of(cfg.norm) == "speaker" else None
     ds, cfg, adaptation = _adapt(ds, cfg)
     held = []
     if epochs is None:
@@ -444,7 +436,7 @@ def train_final(model_name: str, *, subset: str, feature: str, cfg: TrainConfig,
         training={"epochs": int(epochs), "batch_size": cfg.batch_size,
                   "augment": cfg.augment, "ensemble": cfg.ensemble,
                   "learning_rate": cfg.learning_rate, "seed": cfg.seed,
-                  "norm": "speaker" if adaptation == "speaker" else cfg.norm,
+                  "norm": norm_asked,
                   "seconds": round(secs, 1)},
         protocol="all data (no test part)", metrics=protocol_record or {})
     sidecar["calibration"] = _calibration((protocol_record or {}).get("speaker", {}), held)
@@ -486,7 +478,7 @@ def protocol_records(media_dir: Path, model: str, subset: str, feature: str, nor
     path = Path(media_dir) / "results.json"
     if not path.exists():
         return {}
-    adaptation = "speaker" if norm == "speaker" else "none"
+    adaptation = adaptation_of(norm)
     out = {}
     for r in json.loads(path.read_text()):
         if (r["model"], r["subset"], r["feature"], r.get("adaptation"),

@@ -1,4 +1,5 @@
-"""Speaker adaptation: statistics from a speaker's unlabelled audio, model untouched."""
+"""Speaker adaptation: statistics from a speaker's unlabelled audio, model untouched (the
+statistics themselves: tests/test_normalization.py)."""
 import json
 import shutil
 
@@ -6,35 +7,12 @@ import numpy as np
 import pytest
 
 import live_predictions
-import ser.adaptation
 import ser.checkpoint
 import ser.corpora
 import ser.files
 import ser.paths
 import ser.predict
 from tiny_model import build_tiny_model
-
-
-def test_speaker_stats_shrink_towards_the_population():
-    rng = np.random.default_rng(0)
-    prior = {"mean": [0.0] * 3, "std": [1.0] * 3}
-    own = rng.normal(5.0, 3.0, size=(400, 3))
-    few = ser.adaptation.speaker_stats(own[:2], prior)
-    many = ser.adaptation.speaker_stats(own, prior)
-    # two utterances: the std stays near the population's, many: near the speaker's own
-    assert np.all(np.abs(np.array(few["std"]) - 1.0) < np.abs(np.array(few["std"]) - 3.0))
-    np.testing.assert_allclose(many["std"], own.std(0), rtol=0.05)
-    np.testing.assert_allclose(many["mean"], own.mean(0), atol=0.05)
-    with pytest.raises(ValueError):
-        ser.adaptation.speaker_stats(np.zeros((0, 3)), prior)
-
-
-def test_speaker_normalize_uses_each_group_alone():
-    X = np.concatenate([np.full((5, 2), 10.0), np.full((5, 2), -3.0)])
-    X += np.random.default_rng(1).normal(0, 1, X.shape)
-    Z = ser.adaptation.speaker_normalize(X, np.array([1] * 5 + [2] * 5))
-    np.testing.assert_allclose(Z[:5].mean(0), 0, atol=1e-5)
-    np.testing.assert_allclose(Z[5:].std(0), 1, atol=1e-4)
 
 
 @pytest.fixture
