@@ -156,7 +156,9 @@ class Fold:
     info: dict = field(default_factory=dict)
 
 
-def split_original(ds: Dataset, seed: int = 42) -> list[Fold]:
+def split_original(ds: Dataset) -> list[Fold]:
+    """The original project's split: a fixed third to test (always ``random_state`` 42),
+    used as the validation part too."""
     from sklearn.model_selection import train_test_split
     tr, te = train_test_split(np.arange(len(ds)), test_size=TEST_SIZE, random_state=42)
     return [Fold(tr, te, te, "split", test_is_val=True)]
@@ -279,15 +281,14 @@ def split_corpus(ds: Dataset, seed: int = 42, train_corpus: str = "ravdess",
     return [Fold(train_idx[~is_val], train_idx[is_val], test_idx, f"{train_corpus}->{others}")]
 
 
-SPLITTERS = {"original": split_original, "random": split_random, "speaker": split_speaker}
-
-
 def make_folds(ds: Dataset, protocol: str, seed: int, *, k: int = 5,
                train_corpus: str = "ravdess") -> list[Fold]:
+    if protocol == "original":
+        return split_original(ds)
+    if protocol == "random":
+        return split_random(ds, seed)
     if protocol == "speaker":
         return split_speaker(ds, seed, k=k)
     if protocol == "corpus":
         return split_corpus(ds, seed, train_corpus=train_corpus)
-    if protocol not in SPLITTERS:
-        raise ValueError(f"unknown protocol {protocol!r} (choose from {', '.join(PROTOCOLS)})")
-    return SPLITTERS[protocol](ds, seed)
+    raise ValueError(f"unknown protocol {protocol!r} (choose from {', '.join(PROTOCOLS)})")
