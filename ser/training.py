@@ -495,9 +495,6 @@ def protocol_records(media_dir: Path, model: str, subset: str, feature: str, nor
     return out
 
 
-_protocol_records = protocol_records     # its former name (tests/test_calibration.py uses it)
-
-
 def save_trained(model, norm, ds: Dataset, name: str, out: Path, *, protocol: str,
                  subset: str, record: dict, cfg: TrainConfig):
     """Save the model of an evaluation run (its last fold), with the run's figures."""

@@ -80,7 +80,7 @@ def test_a_protocol_run_and_an_all_data_model_carry_their_calibration(tmp_path):
     assert (media / "reliability.png").stat().st_size > 0
     side = ser.training.train_final(
         "mlp", subset="speech+song+tess", feature="mfcc", cfg=cfg, out=tmp_path / "m.h5",
-        features_dir=feats, protocol_record=ser.training._protocol_records(
+        features_dir=feats, protocol_record=ser.training.protocol_records(
             media, "mlp", "speech+song+tess", "mfcc", "global", 0, 1))
     assert side["calibration"]["temperature"] == rec["temperature"]
     assert side["calibration"]["fitted_on"].startswith("validation actors of the speaker")
