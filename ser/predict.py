@@ -337,10 +337,6 @@ class Predictor:
                                  ) from None
         return self._model
 
-    @model.setter
-    def model(self, model) -> None:
-        self._model = model
-
     def _looks_like_probabilities(self) -> bool:
         p = self._infer(np.zeros((1, *self.input_shape), np.float32))
         return bool(np.all(p >= -1e-6) and np.allclose(p.sum(axis=-1), 1.0, atol=1e-3))
