@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "original and random, speech+song+tess for speaker and corpus)")
     p.add_argument("--feature", default="mfcc", choices=FEATURE_SETS,
                    help="feature set from create_features.py (default mfcc)")
-    p.add_argument("--epochs", type=int, default=150, help="maximum epochs (default 150)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                   help=f"maximum epochs (default {TrainConfig.epochs})")
     p.add_argument("--batch-size", type=int, default=None,
                    help="batch size (default 16 for the original protocol as the original "
                         "project, 64 otherwise: same results, 2-3x faster)")
