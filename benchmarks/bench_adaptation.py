@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ser.adaptation  # noqa: E402
+import ser.normalization  # noqa: E402
 import ser.models  # noqa: E402
 import ser.features  # noqa: E402
 import ser.paths  # noqa: E402
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     scores = {s: [] for s in sizes}
     for f in folds:
         model, *_ = ser.training.train_one(args.model, ds, f, cfg)
-        prior = ser.training.fit_normalization(raw.X[np.concatenate([f.train, f.val])], "global")
+        prior = ser.normalization.fit_normalization(raw.X[np.concatenate([f.train, f.val])], "global")
         for s in sizes:
             preds, truth = [], []
             for actor in np.unique(raw.meta["actor"][f.test]):
@@ -63,10 +63,10 @@ def main(argv=None) -> int:
                     if s == "0":
                         st = prior
                     elif s == "all":
-                        st = ser.adaptation.speaker_stats(raw.X[idx])
+                        st = ser.normalization.speaker_stats(raw.X[idx])
                     else:
                         pick = rng.choice(idx, size=min(int(s), len(idx)), replace=False)
-                        st = ser.adaptation.speaker_stats(raw.X[pick], prior)
+                        st = ser.normalization.speaker_stats(raw.X[pick], prior)
                     Xn = (raw.X[idx] - np.asarray(st["mean"], np.float32)) / \
                         np.asarray(st["std"], np.float32)
                     p = np.asarray(model.predict(Xn.reshape(len(idx), -1, 1), verbose=0))

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     from ser.console import import_keras, quiet_tensorflow
     from ser.models import MODELS, compile_model
     from ser.protocols import load_dataset, make_folds
-    from ser.training import fit_normalization, metrics
+    from ser.normalization import fit_normalization
+    from ser.training import metrics
     from ser import encoder as ser_encoder
     quiet_tensorflow()
     try:
