@@ -33,7 +33,7 @@ from ser.calibration import apply_temperature
 from ser.export import ExportMissing, UnverifiedExport, load_exported, sidecar_entry
 from ser.features import extract_features, make_ready
 from ser.paths import DEFAULT_MODEL
-from ser.timeline import DIGITS
+from ser.timeline import DIGITS, top_emotions
 
 MIN_SPEECH_SECONDS = 0.25      # shorter clips are "no speech detected", not a guess
 TIMELINE_HINT = ("for a long recording use --timeline, which judges it segment by segment in "
@@ -89,7 +89,7 @@ class Prediction:
     def text(self, top: int = 3) -> str:
         """One line: ``angry 0.71  (happy 0.19, sad 0.05)``, the ``top`` most likely emotions;
         below ``min_confidence`` ``uncertain: angry 0.25  (happy 0.19, sad 0.17)``."""
-        others = ", ".join(f"{k} {v:.2f}" for k, v in self.top(top)[1:])
+        others = top_emotions(self.probabilities, top, skip=1)
         return f"{self.headline} {self.confidence:.2f}" + (f"  ({others})" if others else "")
 
     def as_dict(self, digits: int = DIGITS) -> dict:
