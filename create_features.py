@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except KeyboardInterrupt:     # the per-file cache keeps what was done: a re-run resumes
         stop_local_workers()
-        print("create_features: interrupted; what was extracted is cached, run again to "
-              "resume", file=sys.stderr)
+        info("create_features: interrupted; what was extracted is cached, run again to "
+             "resume")
         return 130
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ser import byols
+from ser.console import err
 from ser.encoder import LICENSE_NAME, NPZ_NAME, NPZ_SHA256, EncoderError, convert, sha256_of
 from ser.paths import MODELS_DIR
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dest = convert(args.out, checkpoint=args.checkpoint)
     except (EncoderError, byols.CheckpointError, byols.FetchError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        err(str(e))
         return 1
     print(f"wrote {dest} ({dest.stat().st_size} bytes, sha256 {NPZ_SHA256[:12]}...) and "
           f"{args.out / LICENSE_NAME}")

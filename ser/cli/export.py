@@ -9,10 +9,10 @@ predictor runs ``--verify`` in a child process before it trusts an export it did
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ser import checkpoint
+from ser.console import err
 from ser.export import (
     EXPORT_MAX_BYTES,
     VERIFY_EXIT_DIFFERS,
@@ -38,8 +38,7 @@ def _verify(models: list[Path], export: Path | None) -> int:
                 continue
             same = reexport_matches(h5, lite)
         except (OSError, ValueError) as e:
-            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                  file=sys.stderr, flush=True)
+            err(str(e).splitlines()[0] if str(e) else type(e).__name__)
             status = max(status, 1)
             continue
         print(f"{h5}: {lite.name} " + ("verified: the conversion of the H5" if same else
@@ -75,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             entry = checkpoint.add_export(h5)
         except (OSError, ValueError) as e:          # ExportError is a ValueError
-            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                  file=sys.stderr, flush=True)
+            err(str(e).splitlines()[0] if str(e) else type(e).__name__)
             failed += 1
             continue
         print(f"{h5}: {tflite_path(h5).name} ({entry['bytes']} bytes, sha256 "
