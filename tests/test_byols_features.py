@@ -28,6 +28,7 @@ import ser.paths
 import ser.predict
 import ser.store
 from ser import byols, encoder
+from ser.cli import encoder as encoder_cli
 from conftest import SHARED_DATA, needs_data
 
 MODELS = ser.paths.ROOT.parent / "shared" / "models"
@@ -101,7 +102,7 @@ def corpus(root: Path, *, actors=(1, 2, 3), tess: bool = True, song: bool = True
 @needs_data
 def test_conversion_round_trip_equals_the_checkpoints_encoder(tmp_path, monkeypatch):
     monkeypatch.setenv(byols.ENV_PATH, str(CKPT))        # fetch_checkpoint: the local copy
-    assert encoder.main(["--out", str(tmp_path), "--force"]) == 0
+    assert encoder_cli.main(["--out", str(tmp_path), "--force"]) == 0
     npz = tmp_path / encoder.NPZ_NAME
     assert encoder.sha256_of(npz) == encoder.NPZ_SHA256  # byte for byte the same every time
     assert 2_300_000 < npz.stat().st_size < 2_500_000
@@ -125,7 +126,7 @@ def test_conversion_round_trip_equals_the_checkpoints_encoder(tmp_path, monkeypa
         assert must in text, must
     # up to date: a second run converts nothing
     mtime = npz.stat().st_mtime_ns
-    assert encoder.main(["--out", str(tmp_path)]) == 0
+    assert encoder_cli.main(["--out", str(tmp_path)]) == 0
     assert npz.stat().st_mtime_ns == mtime
 
 
