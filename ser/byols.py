@@ -35,9 +35,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ser.errors import SerError
+from ser.audio import resample
+from ser.console import import_keras
 from ser.dsp import mel_triangles
 from ser.encoders import check_clip
+from ser.errors import SerError
 from ser.fetch import FetchError, retrieve  # noqa: F401  (FetchError: part of this API)
 from ser.files import require_sha256, sha256_file
 
@@ -713,7 +715,6 @@ def embed(y: np.ndarray, *, sr: int, method: str = "maxmean_std",
                          f"{method!r}")
     y = _check_signal(y, where="embed")
     if sr != SAMPLE_RATE:
-        from ser.audio import resample
         y = resample(y, int(sr), sr=SAMPLE_RATE)
     enc = encoder if encoder is not None else default_encoder()
     return pool(enc.frames(normalise(log_mel(y, sr=SAMPLE_RATE))), method=method)
@@ -750,7 +751,6 @@ def keras_encoder(state_dict: dict, *, n_frames: int | None = None, name: str = 
     if n_frames is not None and (not isinstance(n_frames, int) or n_frames < MIN_FRAMES):
         raise ValueError(f"{__name__}.keras_encoder: n_frames must be None or an int >= "
                          f"{MIN_FRAMES}; got {n_frames!r}")
-    from ser.console import import_keras
     keras = import_keras()
     layers = keras.layers
     inp = keras.Input(shape=(N_MELS, n_frames, 1), name="logmel")

@@ -11,10 +11,18 @@ import numpy as np
 from ser import encoder as byols_encoder  # the BYOL-S encoder's weights and feature set
 from ser.adaptation import ADAPTATIONS
 from ser.calibration import T_MAX, T_MIN
-from ser.console import quiet_tensorflow
+from ser.console import info, quiet_tensorflow
 from ser.corpora import EMOTIONS
 from ser.features import FEATURE_DIMS, FEATURE_SETS, feature_params
-from ser.files import atomic_path, check_regular_file, read_regular, write_json
+from ser.export import SIDECAR_KEY, ExportError, export_from_h5, record_verified, tflite_path
+from ser.files import (
+    atomic_path,
+    check_regular_file,
+    keep_previous,
+    read_regular,
+    sha256_file,
+    write_json,
+)
 from ser.normalization import SPEAKER_PRIOR, normalization_problem, normalize
 from ser.paths import DEFAULT_MODEL
 
@@ -61,8 +69,6 @@ def save_model(model, path: str | os.PathLike, sidecar: dict, *, export: bool = 
     """
     import warnings
 
-    from ser.export import SIDECAR_KEY, tflite_path
-    from ser.files import keep_previous
     sidecar = {"format": SIDECAR_FORMAT, **sidecar}
     sidecar.pop(SIDECAR_KEY, None)      # an entry of another save (e.g. a copied sidecar)
     missing = [k for k in SIDECAR_KEYS if k not in sidecar]
@@ -81,7 +87,6 @@ def save_model(model, path: str | os.PathLike, sidecar: dict, *, export: bool = 
             if export:
                 entry, why = _try_export(tmp, tmp_lite, path)
                 if entry is None:
-                    from ser.console import info
                     info(f"note: {path}: saved without a LiteRT export ({why}); predicting "
                          f"with it imports TensorFlow")
             # only once the new model (and its export) is written
@@ -101,7 +106,6 @@ def save_model(model, path: str | os.PathLike, sidecar: dict, *, export: bool = 
 def _try_export(h5: Path, dest: Path, model_path: Path) -> tuple[dict | None, str]:
     """(entry, "") or (None, why): the export of the saved ``h5`` written to ``dest``, its
     entry naming the file beside ``model_path``."""
-    from ser.export import ExportError
     try:
         return export_entry(h5, model_path, dest=dest), ""
     except ExportError as e:
@@ -121,8 +125,6 @@ def export_entry(h5: str | os.PathLike, model_path: str | os.PathLike | None = N
     ``h5_sha256``, the sha256 of the H5 it was made from, so that a model replaced without a
     new export is refused rather than served with the old weights.
     """
-    from ser.export import export_from_h5, record_verified, tflite_path
-    from ser.files import sha256_file
     model_path = Path(h5 if model_path is None else model_path)
     final = tflite_path(model_path)
     entry = export_from_h5(h5, final if dest is None else dest)
@@ -144,7 +146,6 @@ def add_export(model_path: str | os.PathLike) -> dict:
     ser.export.ExportError
         The model cannot be converted (one line naming the file).
     """
-    from ser.export import SIDECAR_KEY
     model_path = check_model_file(model_path)
     read_sidecar(model_path)                    # the checks (types, labels, servable)
     sp = sidecar_path(model_path)

@@ -33,6 +33,7 @@ from ser import byols
 from ser.errors import SerError
 from ser.files import atomic_path, require_sha256
 from ser.paths import MODELS_DIR
+from ser.encoders import whisper
 
 NAME = "byols_default512"
 """The encoder's name in feature parameters and sidecars."""
@@ -299,7 +300,6 @@ def check_model_encoder(model_path: str | os.PathLike, meta: dict | None = None)
 def _check_other_encoder(side: Path, enc: dict) -> None:
     """A sidecar's entry of an encoder of :mod:`ser.encoders` (Whisper): its weights must be
     the ones this version pins (they are fetched and checked by sha256 at first use)."""
-    from ser.encoders import whisper
     if enc.get("encoder") != whisper.NAME:
         raise EncoderError(f"{side}: the model was trained with encoder {enc.get('encoder')!r}, "
                            f"which this version does not have; retrain the model")

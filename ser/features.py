@@ -44,6 +44,7 @@ from ser.audio import (
     check_samples,
     resample,
 )
+from ser.encoders import whisper
 
 STATS = ("mean", "std", "min", "max", "p10", "p50", "p90")
 # "stats" frames: MFCC 40 + deltas + delta-deltas, chroma 12, contrast 7, RMS, ZCR, spectral
@@ -140,7 +141,6 @@ def _stats(u: Utterance) -> np.ndarray:
 def _whisper(u: Utterance) -> np.ndarray:
     """Whisper tiny.en's last encoder layer over the front end's audio, mean and std over its
     speech frames (an encoder frame is 20 ms, centred 5 ms after its first mel frame)."""
-    from ser.encoders import whisper
     sp = u.speech
     frames = whisper.default_encoder().frames(sp.y, sr=frontend.RATE)
     mask = sp.mask_at(frames.shape[0], 2 * whisper.HOP / whisper.SAMPLE_RATE, offset=0.005)
@@ -148,7 +148,6 @@ def _whisper(u: Utterance) -> np.ndarray:
 
 
 def _whisper_ready() -> None:
-    from ser.encoders import whisper
     whisper.default_encoder().check_weights()
 
 
@@ -156,7 +155,6 @@ WHISPER_POOLING = "mean_std"
 
 
 def _whisper_params() -> dict:
-    from ser.encoders import whisper
     return {**whisper.WhisperEncoder().params(), "pooling": WHISPER_POOLING,
             "speech_frontend": frontend.PARAMS}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.calibration import ece, reliability
 from ser.corpora import EMOTIONS, N_CLASSES
 from ser.files import atomic_path, write_json
 from ser.protocols import PROTOCOLS
@@ -160,7 +161,6 @@ def write_model_reports(o: dict, media: Path, prefix: str, tag: str):
 def plot_reliability(y_true, proba, calibrated, path: Path, title: str):
     """The reliability diagram of the test predictions before and after temperature scaling
     (accuracy against confidence per bin; the diagonal is a calibrated model)."""
-    from ser.calibration import ece, reliability
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")

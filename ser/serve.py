@@ -56,6 +56,7 @@ from ser.console import err, info
 from ser.errors import SerError
 from ser.paths import DEFAULT_MODEL
 from ser.predict import MIN_SPEECH_SECONDS, Predictor
+from ser.scan import expand_inputs, report_left_out
 from ser.stream import DEFAULT_GATE_DB, LevelGate
 
 DEFAULT_HOST = "127.0.0.1"
@@ -178,7 +179,6 @@ def enrol_speaker(predictor: Predictor, paths) -> int:
     """``--enrol``: adapt ``predictor`` to the speaker's recordings (files or folders), as the
     command line does; returns how many were used. ModelError (a model without speaker
     adaptation) or ServeError (no usable recording), one line."""
-    from ser.scan import expand_inputs, report_left_out
     enrol = expand_inputs([str(p) for p in paths])
     report_left_out(enrol, " (enrolment)")
     used, errors = predictor.enrol(enrol.files)

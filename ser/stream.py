@@ -21,9 +21,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ser.errors import SerError
+from ser import timeline as tl
 from ser.audio import SAMPLE_RATE, AudioError, BlockResampler, speech_level_db
+from ser.errors import SerError
 from ser.predict import Prediction, Predictor
+from ser.vad import SpeechDetector
 
 DEFAULT_SECONDS = 3.0          # --mic recording length
 DEFAULT_WINDOW = 3.0           # --stream window
@@ -321,7 +323,6 @@ def run_stream(predictor: Predictor, emit: Callable[[StreamResult], None], *,
     """
     detector = None
     if detector_options is not None:
-        from ser.vad import SpeechDetector
         detector = SpeechDetector(sr=SAMPLE_RATE, **detector_options)
     proc = StreamProcessor(predictor, window=window, hop=hop, gate_db=gate_db,
                            detector=detector)
@@ -404,7 +405,6 @@ def run_utterances(predictor, emit: Callable, *, device: str | int | None = None
     ser.timeline.Timeline
         Iterated: its ``regions`` and ``duration`` describe the session.
     """
-    from ser import timeline as tl
     with Capture(device) as cap:
         cap.warm_up()
         run = tl.timeline(capture_blocks(cap, duration=duration, stop=stop), predictor,

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.audio import resample
 from ser.dsp import hz_to_mel, mel_to_hz, mel_triangles
 from ser.encoders import FetchError, WeightsError, check_clip, mean_std
 from ser.fetch import one_line, retrieve
@@ -510,7 +511,6 @@ class WhisperEncoder:
         sr = _check_rate(sr, where="WhisperEncoder.frames")
         y = _check_signal(y, where="WhisperEncoder.frames")
         if sr != SAMPLE_RATE:
-            from ser.audio import resample
             y = resample(y, sr, sr=SAMPLE_RATE)
         if y.size <= MAX_SAMPLES:
             return self.encode(log_mel(y, sr=SAMPLE_RATE))
