@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ser import __version__
+from ser.cli import VersionAction
 from ser import files as ser_files
 from ser.audio import DEFAULT_MAX_SECONDS, MAX_RATE, MIN_RATE
 from ser.cluster import SCHEDULER_ENV, scheduler_default, stop_local_workers
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"states a rate outside {MIN_RATE}-{MAX_RATE} Hz are skipped too")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=VersionAction)
     p.add_argument("--scheduler", default=scheduler_default(), metavar="ADDRESS",
                    help="process the files on the Dask cluster of this scheduler (e.g. "
                         f"tcp://10.0.0.5:8786; default ${SCHEDULER_ENV}); its workers need "

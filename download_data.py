@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ser import __version__
+from ser.cli import VersionAction
 from ser.console import info, show_progress
 from ser.download import (
     CORPORA,
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "downloading)")
     p.add_argument("--no-progress", action="store_true",
                    help="do not show progress bars (shown only on a terminal)")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=VersionAction)
     return p
 
 

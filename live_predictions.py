@@ -62,7 +62,8 @@ import os
 import sys
 from pathlib import Path
 
-from ser import __version__, output, serve, vad
+from ser import output, serve, vad
+from ser.cli import VersionAction
 from ser import timeline as tl
 from ser import writers
 from ser.audio import DEFAULT_TRIM_DB
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "their voice here, with a warning)")
     mode.add_argument("--port", type=int, default=None, metavar="N",
                       help="--serve: the port (default: 8000; 0: a free one, named on stderr)")
-    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    ap.add_argument("--version", action=VersionAction)
     ap.add_argument("--model", type=Path, default=None, metavar="H5",
                     help="H5 model with its JSON sidecar beside it; a relative path is taken "
                          "from the current folder (default: the recommended model, "

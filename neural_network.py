@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ser import __version__
+from ser.cli import VersionAction
 from ser import files as ser_files
 from ser.cluster import SCHEDULER_ENV, scheduler_default
 from ser.console import err, import_keras, info, quiet_tensorflow, show_progress
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the trainings of the comparison (folds x models) on the Dask "
                         f"cluster of this scheduler (default ${SCHEDULER_ENV}); its workers "
                         "need this repository installed (make setup). --all-data trains here")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=VersionAction)
     return p
 
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ser import __version__
+from ser.cli import VersionAction
 from ser.console import err
 from ser.diagram import DEFAULT_OUT, FORMATS, missing_tools, plot
 from ser.paths import CNN_MODEL, ROOT
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dpi", type=int, default=96, help="resolution (default: %(default)s)")
     ap.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
                     help="layout: TB top to bottom, LR left to right (default: %(default)s)")
-    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    ap.add_argument("--version", action=VersionAction)
     return ap
 
 

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ser import __version__
+from ser.cli import VersionAction
 from ser.console import err, info, show_progress
 from ser.errors import SerError
 from ser.paths import FEATURES_DIR, TESS_SOURCE_DIR
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="manifest CSV (default: OUT/tess_manifest.csv)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=VersionAction)
     return p
 
 

@@ -10,19 +10,13 @@ The public face, for use from Python::
 Exported: :class:`Predictor` and :class:`Prediction` (``ser.predict``), :func:`load_audio`
 (``ser.audio``), :func:`extract_features` (``ser.features``), :class:`SerError` (the root of every
 error the package raises) and ``__version__``. They are imported on first use, so ``import ser``
-stays light (no TensorFlow, no librosa).
+stays light (no TensorFlow, no librosa; the version is looked up when first read).
 """
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version as _version
 
 from ser.errors import SerError
-
-try:
-    __version__ = _version("ser-pipeline")
-except PackageNotFoundError:      # run from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _LAZY = {
     "Predictor": "ser.predict",
@@ -34,7 +28,18 @@ _LAZY = {
 __all__ = ["Predictor", "Prediction", "load_audio", "extract_features", "SerError", "__version__"]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version   # ~40 ms: only when asked
+    try:
+        return version("ser-pipeline")
+    except PackageNotFoundError:      # run from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value

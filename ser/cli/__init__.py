@@ -13,6 +13,7 @@ part of the command-line layer: nothing in the library imports it.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from importlib import import_module
 
@@ -28,6 +29,20 @@ COMMANDS = {
     "export": ("ser.cli.export", "give models their TFLite export, or --verify one"),
     "encoder": ("ser.cli.encoder", "convert the BYOL-S checkpoint once into models/"),
 }
+
+
+class VersionAction(argparse.Action):
+    """``--version`` for the scripts: prints ``<prog> <version>`` and exits; the version is
+    looked up only then (importlib.metadata costs ~40 ms at every start otherwise)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show the version and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ser import __version__
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
 
 
 def usage() -> str:
