@@ -304,6 +304,25 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def atomic_output(dest: str | os.PathLike) -> Iterator[Path]:
+    """:func:`atomic_path` for a file the user asked for: ``dest`` must be a file path, not a
+    folder; a failure to write is one :class:`OutputError` line naming ``dest`` (no space,
+    read-only, permission denied)."""
+    if not isinstance(dest, (str, os.PathLike)):
+        raise TypeError(f"dest must be a file path, got {type(dest).__name__}")
+    dest = Path(dest)
+    if dest.is_dir():
+        raise OutputError(errno.EISDIR, f"{dest}: is a folder, not a file name")
+    try:
+        with atomic_path(dest) as tmp:
+            yield tmp
+    except OutputError:
+        raise
+    except OSError as e:
+        raise OutputError(e.errno, describe_os_error(e, dest)) from None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -35,7 +35,6 @@ from ser import files, vad
 from ser.audio import SAMPLE_RATE, AudioError, BlockResampler, check_readable_file
 from ser.console import printable
 from ser.corpora import EMOTIONS
-from ser.files import atomic_path
 
 DEFAULT_BLOCK_SECONDS = 30.0     # read and judged per block (~2.6 MB at 22050 Hz)
 DEFAULT_MERGE_GAP = 0.5          # s: speech regions this close become one segment
@@ -531,19 +530,13 @@ def timeline(source, predictor, **options) -> Timeline:
 # --------------------------------------------------------------------------------------------
 @contextmanager
 def _atomic(path) -> Iterator[Path]:
-    """:func:`ser.files.atomic_path` (a temporary file beside ``path``, renamed onto it only
-    on success; the name its stale-file cleaner recognises), with this module's one-line
-    :class:`TimelineError` for a destination that is a folder or cannot be written."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file path, got {type(path).__name__}")
-    dest = Path(path)
-    if dest.is_dir():
-        raise TimelineError(f"{dest}: is a folder, not a file name")
+    """:func:`ser.files.atomic_output` (a temporary file beside ``path``, renamed onto it only
+    on success), its one line as this module's :class:`TimelineError`."""
     try:
-        with atomic_path(dest) as tmp:
+        with files.atomic_output(path) as tmp:
             yield tmp
-    except OSError as e:
-        raise TimelineError(f"{dest}: cannot write ({files.os_reason(e)})") from None
+    except files.OutputError as e:
+        raise TimelineError(e.strerror) from None
 
 
 def _clock(t: float) -> str:

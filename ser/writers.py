@@ -21,7 +21,6 @@ terminal's (:func:`file_line`, :func:`ser.timeline.format_table`).
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import os
@@ -32,7 +31,6 @@ from typing import ClassVar, Iterable, Mapping
 from ser import files
 from ser import timeline as tl
 from ser.console import csv_cell, printable
-from ser.files import OutputError
 from ser.predict import Prediction
 
 DEFAULT_FORMAT = "csv"
@@ -110,19 +108,9 @@ def write_text(dest: str | os.PathLike, text: str) -> Path:
     OutputError
         One line naming ``dest``: a folder, no space, read-only, permission denied.
     """
-    if not isinstance(dest, (str, os.PathLike)):
-        raise TypeError(f"dest must be a file path, got {type(dest).__name__}")
-    dest = Path(dest)
-    if dest.is_dir():
-        raise OutputError(errno.EISDIR, f"{dest}: is a folder, not a file name")
-    try:
-        with files.atomic_path(dest) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-    except OutputError:
-        raise
-    except OSError as e:
-        raise OutputError(e.errno, files.describe_os_error(e, dest)) from None
-    return dest
+    with files.atomic_output(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(dest)
 
 
 # --------------------------------------------------------------------------------------------
