@@ -20,7 +20,8 @@ BEFORE = {
     "cnn": "--model improved_cnn --all-data",
     "recommended": "--model mlp --ensemble 5 --feature stats_whisper --augment 2 --all-data "
                    "--save models/emotion_mlp_stats_whisper.h5",
-    "adaptive": "--model mlp --ensemble 5 --feature stats_whisper --norm speaker --all-data "
+    "adaptive": "--model mlp --ensemble 5 --feature stats_whisper --augment 2 --norm speaker "
+                "--all-data "
                 "--save models/emotion_mlp_stats_whisper_speaker.h5",
 }
 EVALUATION_BEFORE = "--no-save --protocol random"     # the train target's evaluation run
