@@ -189,9 +189,10 @@ def bench_startup(model_path: Path, f: Path, res_type: str, runs: int) -> dict:
         f"d, sr = librosa.load({str(f)!r}, res_type={res_type!r})\n"
         "x = np.mean(librosa.feature.mfcc(y=d, sr=sr, n_mfcc=40).T, axis=0)[None, :, None]\n"
         "print(int(np.argmax(m.predict(x, verbose=0))))\n")
-    cmds = {"original": [sys.executable, "-c", original],
-            "live_predictions.py": [sys.executable, str(ROOT / "live_predictions.py"),
+    cmds = {"live_predictions.py": [sys.executable, str(ROOT / "live_predictions.py"),
                                     "--model", str(model_path), str(f)]}
+    if ser.checkpoint.read_sidecar(model_path)["feature"] == "mfcc":   # the original's input
+        cmds = {"original": [sys.executable, "-c", original], **cmds}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = {k: [] for k in cmds}
     for _ in range(runs):
@@ -249,7 +250,7 @@ def report(title: str, model_path: Path, files: list[Path], args, res_type: str)
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, help="model to use (default: the shipped model, "
+    ap.add_argument("--model", type=Path, help="model to use (default: the recommended model and the shipped CNN, "
                     "else a tiny model trained on a few real files)")
     ap.add_argument("--original-cnn", action="store_true",
                     help="also run with the original project's CNN architecture (untrained)")
@@ -273,8 +274,10 @@ def main(argv=None) -> int:
     models = []
     if args.model:
         models.append(("given model", args.model))
-    elif ser.paths.DEFAULT_MODEL.exists():
-        models.append(("shipped model", ser.paths.DEFAULT_MODEL))
+    elif ser.paths.DEFAULT_MODEL.exists():     # the recommended model, and the original's CNN
+        models.append(("recommended model (the default)", ser.paths.DEFAULT_MODEL))
+        if ser.paths.CNN_MODEL.exists():
+            models.append(("shipped CNN (the original's reproduction)", ser.paths.CNN_MODEL))
     else:
         from tiny_model import build_tiny_model
         with ser.console.stderr_silenced():
