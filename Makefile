@@ -58,19 +58,20 @@ plot: setup
 	$(PY) plot_model.py
 
 # a demo: the recommended model on one clip (strong intensity where there is one) of each of
-# four emotions (the third field of a RAVDESS name: 01 neutral, 03 happy, 04 sad, 05 angry)
-DEMO = $(foreach e,01 03 04 05,$(firstword $(wildcard features/Actor_01/03-01-$(e)-02-01-01-01.*) \
-          $(wildcard features/Actor_01/03-01-$(e)-01-01-01-01.*)))
-# (RAVDESS actor 01 must be in features/ first: make data, or make all)
+# four emotions (the third field of a RAVDESS name: 01 neutral, 03 happy, 04 sad, 05 angry).
+# RAVDESS actor 01 must be in features/ first (make data, or make all): the shell looks for the
+# clips when the recipe runs, after `make all`'s data step (make's own $(wildcard) may answer
+# from a directory cache made before the data arrived).
 predict: setup
-ifeq ($(strip $(DEMO)),)
-	@echo "make predict: no demo clips in features/Actor_01 yet: run 'make data' (or 'make all')" \
-	  "first, or judge your own recording: $(PY) live_predictions.py my_recording.wav" >&2
-	@exit 1
-else
-	@echo "true labels: neutral, happy, sad, angry"
-	$(PY) live_predictions.py $(DEMO)
-endif
+	@demo=""; for e in 01 03 04 05; do for i in 02 01; do \
+	  set -- features/Actor_01/03-01-$$e-$$i-01-01-01.*; \
+	  if [ -e "$$1" ]; then demo="$$demo $$1"; break; fi; done; done; \
+	if [ -z "$$demo" ]; then \
+	  echo "make predict: no demo clips in features/Actor_01 yet: run 'make data' (or 'make all')" \
+	    "first, or judge your own recording: $(PY) live_predictions.py my_recording.wav" >&2; \
+	  exit 1; fi; \
+	echo "true labels: neutral, happy, sad, angry"; \
+	echo "$(PY) live_predictions.py$$demo"; $(PY) live_predictions.py $$demo
 
 test: setup
 	$(PY) -m pytest -q -rs tests
