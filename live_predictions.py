@@ -80,7 +80,6 @@ from ser.predict import (
 )
 from ser.cli.predict import (
     os_message,
-    plural,
     run_files,
     run_mic,
     run_stream,
@@ -417,26 +416,14 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 
 def _enrol(predictor: Predictor, paths: list[str]) -> bool:
-    """``--enrol``: adapt the predictor to the speaker's recordings; False (said on stderr)
-    when there is nothing to adapt to or the model does not adapt."""
-    enrol = expand_inputs(paths)
-    report_left_out(enrol, " (enrolment)")
+    """``--enrol``: adapt the predictor to the speaker's recordings
+    (:func:`ser.serve.enrol_speaker`, the page's too); False (said on stderr) when there is
+    nothing to adapt to or the model does not adapt."""
     try:
-        used, errors = predictor.enrol(enrol.files)
-    except ModelError as e:
+        serve.enrol_speaker(predictor, paths)
+    except SerError as e:               # ModelError, ServeError: one line
         err(str(e))
         return False
-    errors = [msg for _, msg in enrol.problems] + errors
-    for msg in errors:
-        err(f"enrolment skipped: {output.drop_library_name(msg)}")
-    if not used:
-        err("no usable enrolment recording; nothing to adapt to")
-        return False
-    skipped = [f"{len(errors)} failed"] if errors else []
-    if enrol.left_out:
-        skipped.append(f"{plural(len(enrol.left_out), 'file')} left out of the folders")
-    info(f"adapted to the speaker from {used} enrolment recording(s)"
-         + (f" ({', '.join(skipped)}, named above)" if skipped else ""))
     return True
 
 

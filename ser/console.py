@@ -96,6 +96,11 @@ def from_csv_cell(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_LEAD) else text
 
 
+def plural(n: int, word: str) -> str:
+    """``3 files``, ``1 file``: a count and its word."""
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
 def err(msg: str) -> None:
     """One line on stderr: ``error: <msg>`` (control characters escaped)."""
     print(f"error: {printable(msg)}", file=sys.stderr, flush=True)

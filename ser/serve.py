@@ -52,7 +52,7 @@ import numpy as np
 from ser import output
 from ser import timeline as tl
 from ser.audio import DEFAULT_MAX_SECONDS, MAX_RATE, MIN_RATE
-from ser.console import err, info
+from ser.console import err, info, plural
 from ser.errors import SerError
 from ser.paths import DEFAULT_MODEL
 from ser.predict import MIN_SPEECH_SECONDS, Predictor
@@ -176,17 +176,23 @@ class Judge:
 
 
 def enrol_speaker(predictor: Predictor, paths) -> int:
-    """``--enrol``: adapt ``predictor`` to the speaker's recordings (files or folders), as the
-    command line does; returns how many were used. ModelError (a model without speaker
-    adaptation) or ServeError (no usable recording), one line."""
+    """``--enrol``: adapt ``predictor`` to the speaker's recordings (files or folders), for the
+    page and the command line alike; what was skipped is named on stderr, then one line says
+    how many were used (returned). ModelError (a model without speaker adaptation) or
+    ServeError (no usable recording), one line."""
     enrol = expand_inputs([str(p) for p in paths])
     report_left_out(enrol, " (enrolment)")
     used, errors = predictor.enrol(enrol.files)
-    for msg in [m for _, m in enrol.problems] + errors:
+    errors = [m for _, m in enrol.problems] + errors
+    for msg in errors:
         err(f"enrolment skipped: {output.drop_library_name(msg)}")
     if not used:
         raise ServeError("no usable enrolment recording; nothing to adapt to")
-    info(f"adapted to the speaker from {used} enrolment recording(s)")
+    skipped = [f"{len(errors)} failed"] if errors else []
+    if enrol.left_out:
+        skipped.append(f"{plural(len(enrol.left_out), 'file')} left out of the folders")
+    info(f"adapted to the speaker from {used} enrolment recording(s)"
+         + (f" ({', '.join(skipped)}, named above)" if skipped else ""))
     return used
 
 

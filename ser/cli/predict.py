@@ -26,7 +26,7 @@ from ser.audio import (
     speech_level_db,
     trim_silence,
 )
-from ser.console import err, info, printable
+from ser.console import err, info, plural, printable
 from ser.files import atomic_path
 from ser.predict import Predictor
 from ser.scan import Inputs
@@ -61,10 +61,6 @@ def report_error(path: str, msg: str, args, rows: list | None = None) -> None:
         print(json.dumps({"file": path, "error": line}), flush=True)
     else:
         err(line)
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _summary(inputs: Inputs, judged: int, failed: int, extra: str = "") -> None:
