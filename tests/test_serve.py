@@ -482,22 +482,28 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_serve_listens_on_loopback_by_default_and_stops_on_ctrl_c():
-    code = "from ser.serve import serve; raise SystemExit(serve(port=0))"
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
-                            cwd=tempfile.gettempdir())
+@contextlib.contextmanager
+def serving_process(cmd: list[str], cwd):
+    """``cmd`` (a server on port 0) started in ``cwd``: yields its port, read from the line
+    that announces the recommended model's address; then Ctrl-C must stop it with exit 0."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=cwd)
     try:
-        line = wait_for(lambda: proc.stderr.readline(), "serve() to announce its address")
+        line = wait_for(lambda: proc.stderr.readline(), f"{cmd[-3:]} to announce its address")
         assert line.startswith("serving emotion_mlp_stats_whisper.h5 at http://127.0.0.1:"), line
-        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
-        assert info(port)["model"] == "emotion_mlp_stats_whisper.h5"
-        assert listening_addresses(port) == {"0100007F"}          # 127.0.0.1 only
+        yield int(line.split("http://127.0.0.1:")[1].split("/")[0])
         proc.send_signal(signal.SIGINT)
         assert proc.wait(WAIT) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_listens_on_loopback_by_default_and_stops_on_ctrl_c():
+    code = "from ser.serve import serve; raise SystemExit(serve(port=0))"
+    with serving_process([sys.executable, "-c", code], tempfile.gettempdir()) as port:
+        assert info(port)["model"] == "emotion_mlp_stats_whisper.h5"
+        assert listening_addresses(port) == {"0100007F"}          # 127.0.0.1 only
 
 
 def test_live_predictions_serve_is_the_command_line_of_the_page(tmp_path):
@@ -508,20 +514,10 @@ def test_live_predictions_serve_is_the_command_line_of_the_page(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert direct.returncode == 0, direct.stderr
     want = json.loads(direct.stdout)
-    proc = subprocess.Popen([sys.executable, str(script), "--serve", "--port", "0"],
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        line = wait_for(lambda: proc.stderr.readline(), "--serve to announce its address")
-        assert line.startswith("serving emotion_mlp_stats_whisper.h5 at http://127.0.0.1:"), line
-        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+    with serving_process([sys.executable, str(script), "--serve", "--port", "0"],
+                         tmp_path) as port:
         status, got = post_file(port, ANGRY)
         assert status == 200 and got == {**want, "file": ANGRY.name}    # the name it was sent
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(WAIT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     for args, text in ((["--port", "9000", str(ANGRY)], "--port is for --serve"),
                        (["--serve", "--output-dir", "out"], "--output-dir is for FILEs"),
                        (["--serve", "--port", "70000"], "--port must lie in 0-65535"),
