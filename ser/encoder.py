@@ -6,7 +6,7 @@ or a local copy named by ``SER_BYOLS_PATH``) and runs the network in numpy. This
 - converts that checkpoint **once** into ``models/byols_default512.npz`` (numpy arrays only,
   read back with ``allow_pickle=False``; written byte for byte the same on every conversion, so
   its sha256 is a constant of this version, :data:`NPZ_SHA256`) beside its licence notice
-  ``models/BYOLS_LICENSE.txt``: ``python -m ser.cli.encoder`` (``make byols-weights``);
+  ``models/BYOLS_LICENSE.txt``: ``python -m ser.cli.encoder`` (``ser encoder``);
 - loads the encoder from that file at extraction and prediction time, without the network and
   without unpickling, refusing a file whose sha256 is not :data:`NPZ_SHA256`;
 - defines the ``byols`` feature set's parameters (:func:`feature_params`, recorded in the
@@ -193,7 +193,7 @@ def _atomic_write(dest: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 def _missing(path: Path) -> EncoderError:
     return EncoderError(f"{path}: BYOL-S encoder weights not found (make them once with: "
-                        f"python -m ser.cli.encoder, or `make byols-weights`)")
+                        f"python -m ser.cli.encoder, or: ser encoder)")
 
 
 def read_weights(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """``python -m ser.cli.encoder``: convert the BYOL-S checkpoint once into ``models/``.
 
-The command-line layer over :func:`ser.encoder.convert` (``make byols-weights`` runs it).
+The command-line layer over :func:`ser.encoder.convert`.
 """
 from __future__ import annotations
 
