@@ -204,6 +204,10 @@ def run_tasks(func, tasks: list[tuple], *, jobs: int, backend: str | None,
         # stderr; the tasks are re-run and nothing is lost: not the user's business
         warnings.filterwarnings("ignore", message="A worker stopped while some jobs",
                                 category=UserWarning)
+        # after Ctrl-C joblib counts the tasks it cancelled: the caller says "interrupted"
+        # (what was done is cached), one line, not joblib's advice on task iterators
+        warnings.filterwarnings("ignore", message=r"\d+ tasks which were still being processed",
+                                category=UserWarning)
         # on a cluster, joblib's dask backend sizes the tasks to 0.2-1 s of work
         size = "auto" if scheduler else (batch or 8) if n_jobs != 1 else 1
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered",
