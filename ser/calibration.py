@@ -3,7 +3,8 @@
 A model's probabilities ``p`` become ``softmax(log(p) / T)``: ``T > 1`` softens an
 over-confident model, ``T < 1`` sharpens a timid one; the ranking of the classes (and so the
 label) never changes. ``T`` is fitted on speakers the model never trained on (the validation
-actors of each fold of a protocol); an all-data model takes the temperature fitted across the
+actors of each fold of a protocol, and with ``--augment`` their augmented copies: the same
+voices through other recording chains); an all-data model takes the temperature fitted across the
 folds of its recipe's ``speaker`` protocol (``neural_network.py --protocol speaker``).
 """
 from __future__ import annotations

@@ -139,11 +139,15 @@ def _stats(u: Utterance) -> np.ndarray:
 
 
 def _whisper(u: Utterance) -> np.ndarray:
-    """Whisper tiny.en's last encoder layer over the front end's audio, mean and std over its
-    speech frames (an encoder frame is 20 ms, centred 5 ms after its first mel frame)."""
+    """Whisper tiny.en's last encoder layer over the front end's audio from the first speech
+    frame to the last (:meth:`ser.frontend.Speech.segment`: its attention sees the whole
+    input, so silence added around the utterance would reach every frame), mean and std over
+    its speech frames (an encoder frame is 20 ms, centred 5 ms after its first mel frame)."""
     sp = u.speech
-    frames = whisper.default_encoder().frames(sp.y, sr=frontend.RATE)
-    mask = sp.mask_at(frames.shape[0], 2 * whisper.HOP / whisper.SAMPLE_RATE, offset=0.005)
+    y, start = sp.segment()
+    frames = whisper.default_encoder().frames(y, sr=frontend.RATE)
+    mask = sp.mask_at(frames.shape[0], 2 * whisper.HOP / whisper.SAMPLE_RATE,
+                      offset=start / frontend.RATE + 0.005)
     return whisper.pool(frames[mask], method=WHISPER_POOLING)
 
 
@@ -156,7 +160,7 @@ WHISPER_POOLING = "mean_std"
 
 def _whisper_params() -> dict:
     return {**whisper.WhisperEncoder().params(), "pooling": WHISPER_POOLING,
-            "speech_frontend": frontend.PARAMS}
+            "speech_frontend": frontend.PARAMS, "span_margin": frontend.SPAN_MARGIN}
 
 
 def _byols(u: Utterance) -> np.ndarray:
@@ -239,10 +243,10 @@ SETS: dict[str, FeatureSet] = _table(
     FeatureSet("byols", byols_encoder.DIM, byols_encoder.VERSION, "the BYOL-S encoder",
                _byols, params=byols_encoder.feature_params(), encoder=True),
     FeatureSet("stats_byols", 0, 3, "stats and byols", parts=("stats", "byols")),
-    FeatureSet("whisper", 768, 1, "Whisper tiny.en's encoder", _whisper,
+    FeatureSet("whisper", 768, 2, "Whisper tiny.en's encoder", _whisper,
                params=_whisper_params(), ready=_whisper_ready),
-    FeatureSet("stats_whisper", 0, 1, "stats and whisper", parts=("stats", "whisper")),
-    FeatureSet("stats_byols_whisper", 0, 1, "stats, byols and whisper",
+    FeatureSet("stats_whisper", 0, 2, "stats and whisper", parts=("stats", "whisper")),
+    FeatureSet("stats_byols_whisper", 0, 2, "stats, byols and whisper",
                parts=("stats", "byols", "whisper")),
 )
 """Every feature set, by name, in the order of ``--feature all``."""

@@ -41,12 +41,14 @@ SPEECH_RANGE_DB = 35.0        # speech frames: within this of the loudest frame 
 ABOVE_FLOOR_DB = 6.0          # ... and at least this above the noise floor
 ACTIVE_RANGE_DB = 15.0        # loudness: the RMS of the frames within this of the loudest
 FLOOR_PERCENTILE = 10
+SPAN_MARGIN = 0.2             # s: context kept either side of the speech for the encoders
 VERSION = 1                   # bump when what the front end computes changes
 
 PARAMS = {"frontend": VERSION, "rate": RATE, "frame": FRAME, "hop": HOP,
           "target_dbfs": TARGET_DBFS, "max_gain_db": MAX_GAIN_DB,
           "speech_range_db": SPEECH_RANGE_DB, "above_floor_db": ABOVE_FLOOR_DB,
           "active_range_db": ACTIVE_RANGE_DB}
+"""(:data:`SPAN_MARGIN` is a parameter of the sets that use :meth:`Speech.segment`.)"""
 """What defines the front end: part of every learned set's parameters (caches, sidecars)."""
 
 
@@ -69,12 +71,36 @@ class Speech:
 
     def mask_at(self, n_frames: int, hop_seconds: float, *, offset: float = 0.0) -> np.ndarray:
         """The speech mask for another frame grid: frame ``j`` centred at
-        ``offset + j * hop_seconds`` seconds is speech when the nearest front-end frame is.
-        Where no frame is speech (a clip that is all one level), every frame is taken."""
+        ``offset + j * hop_seconds`` seconds is speech when the nearest front-end frame is
+        (a frame centred more than one front-end hop outside the clip is not). Where no frame
+        is speech (a clip that is all one level), every frame is taken."""
         t = offset + np.arange(n_frames) * hop_seconds
-        idx = np.clip(np.rint(t * RATE / HOP).astype(np.int64), 0, len(self.speech) - 1)
-        mask = self.speech[idx]
+        pos = np.rint(t * RATE / HOP).astype(np.int64)
+        inside = (pos >= -1) & (pos <= len(self.speech))
+        mask = self.speech[np.clip(pos, 0, len(self.speech) - 1)] & inside
         return mask if mask.any() else np.ones(n_frames, bool)
+
+    def segment(self, *, margin: float = SPAN_MARGIN) -> tuple[np.ndarray, int]:
+        """The audio from the first speech frame to the last, with ``margin`` seconds either
+        side, zero-padded where the margin passes an end of the clip: what an encoder whose
+        frames see their whole input (Whisper's attention) should hear, so that the silence,
+        padding or noise floor around an utterance does not reach the frames of its speech.
+
+        Returns
+        -------
+        y : np.ndarray, shape (n,), float32
+        start : int
+            The sample of :attr:`y` where the segment starts (negative when zero-padded).
+        """
+        idx = np.flatnonzero(self.speech)
+        if not idx.size:
+            return self.y, 0
+        pad = int(round(margin * RATE))
+        start = int(idx[0]) * HOP - FRAME // 2 - pad
+        end = int(idx[-1]) * HOP + FRAME // 2 + pad
+        seg = self.y[max(start, 0):min(end, len(self.y))]
+        seg = np.pad(seg, (max(0, -start), max(0, end - len(self.y))))
+        return np.ascontiguousarray(seg, np.float32), start
 
 
 def frame_levels(y: np.ndarray) -> np.ndarray:

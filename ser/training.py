@@ -146,8 +146,11 @@ def _fold_result(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, pro
     (test probabilities, the same calibrated or None)), model, norm)``.
 
     The temperature (ser/calibration.py) is fitted on the fold's validation rows (speakers
-    the model did not train on, in the speaker and corpus protocols) and judged on its test
-    rows: ``temperature``, ``ece`` and ``ece_calibrated`` join the fold's metrics.
+    the model did not train on, in the speaker and corpus protocols) and, with ``--augment``,
+    on their augmented copies too (the same speakers through other recording chains: a
+    temperature fitted on the validation speakers' own chain alone left the model
+    over-confident on another corpus), and judged on its test rows: ``temperature``, ``ece``
+    and ``ece_calibrated`` join the fold's metrics.
     """
     model, hist, norm, s = train_one(model_name, ds, fold, cfg)
     y = ds.y[fold.test]
@@ -158,7 +161,8 @@ def _fold_result(model_name: str, ds: Dataset, fold: Fold, cfg: TrainConfig, pro
         m.update(corpus_uars(y, proba))
     calibrated = None
     if fold.val is not None and len(fold.val) and not fold.test_is_val:
-        t = fit_temperature(predict_proba(model, ds.X[fold.val], norm), ds.y[fold.val])
+        Xv, yv, _ = ds.training_rows(fold.val)      # the originals and their copies
+        t = fit_temperature(predict_proba(model, Xv, norm), yv)
         calibrated = apply_temperature(proba, t)
         m.update({"temperature": t, "ece": ece(proba, y), "ece_calibrated": ece(calibrated, y)})
     return (m, hist, y, pred, len(hist["loss"]), s, (proba, calibrated)), model, norm
@@ -449,7 +453,8 @@ def _calibration(speaker: dict, held: list[tuple[np.ndarray, np.ndarray]]) -> di
     one fitted on the actors the epoch probes held out, else none (1.0)."""
     if "temperature" in speaker:
         return {"temperature": speaker["temperature"],
-                "fitted_on": "validation actors of the speaker protocol's folds",
+                "fitted_on": "validation actors of the speaker protocol's folds (and their "
+                             "augmented copies, with --augment)",
                 **{k: speaker[k] for k in ("ece", "ece_calibrated") if k in speaker}}
     if held:
         p, y = np.concatenate([p for p, _ in held]), np.concatenate([y for _, y in held])

@@ -91,6 +91,29 @@ def test_a_protocol_run_and_an_all_data_model_carry_their_calibration(tmp_path):
     assert json.loads((tmp_path / "n.json").read_text())["calibration"] == side["calibration"]
 
 
+def test_with_augmented_copies_the_temperature_also_hears_the_validation_speakers_copies():
+    """The validation speakers through other recording chains (their augmented copies) join
+    the rows the temperature is fitted on: copies the model finds harder give a softer
+    temperature than the originals alone would."""
+    rng = np.random.default_rng(0)
+    n, d = 480, 12
+    y = np.arange(n) % 8
+    centres = rng.normal(0, 1, (8, d)) * 2.0
+    X = (centres[y] + rng.normal(0, 1, (n, d))).astype(np.float32)
+    aug = np.stack([X + rng.normal(0, 2.5, X.shape).astype(np.float32) for _ in range(2)])
+    ds = ser.protocols.Dataset(X, y, {"actor": np.arange(n) % 6 + 1}, "mfcc", {}, aug)
+    idx = np.arange(n)
+    fold = ser.protocols.Fold(idx[idx % 6 < 4], idx[idx % 6 == 4], idx[idx % 6 == 5])
+    cfg = ser.training.TrainConfig(epochs=20, batch_size=32, norm="global", augment=2)
+    (m, *_), model, norm = ser.training._fold_result("mlp", ds, fold, cfg, "speaker")
+    Xv, yv, _ = ds.training_rows(fold.val)
+    assert len(yv) == 3 * len(fold.val)
+    t_all = cal.fit_temperature(ser.training.predict_proba(model, Xv, norm), yv)
+    t_own = cal.fit_temperature(ser.training.predict_proba(model, X[fold.val], norm), y[fold.val])
+    assert m["temperature"] == pytest.approx(t_all)
+    assert t_all > 1.1 * t_own
+
+
 @needs_data
 def test_the_predictor_applies_the_sidecar_temperature_and_min_confidence(tmp_path):
     import ser.predict

@@ -57,8 +57,33 @@ def test_mask_on_another_grid_and_an_all_one_level_clip():
     sp = frontend.Speech(np.zeros(16000, np.float32), np.array([False] * 50 + [True] * 51), 0.0)
     m = sp.mask_at(20, 0.05)                  # 50 ms frames: the second half is speech
     assert m.tolist() == [False] * 10 + [True] * 10
+    # frames centred more than a hop past the clip's end are not speech
+    assert sp.mask_at(4, 0.01, offset=0.99).tolist() == [True, True, True, False]
     flat = frontend.Speech(np.zeros(160, np.float32), np.zeros(2, bool), 0.0)
     assert flat.mask_at(3, 0.01).all()        # nothing is speech: every frame is taken
+
+
+def test_segment_is_the_speech_with_its_margin_whatever_the_silence_around_it():
+    y = voice(seconds=1.5)
+    segs = {}
+    for lead in (0.0, 0.1, 1.0):
+        z = np.concatenate([np.zeros(int(lead * SR), np.float32), y, np.zeros(SR // 2, np.float32)])
+        sp = frontend.speech(z, SR)
+        seg, start = sp.segment()
+        # the voice lies in [lead, lead + 1.5] s; the segment adds the margin and half a frame,
+        # zero-padded where the clip has less
+        half = frontend.FRAME / 2 / frontend.RATE
+        assert start / frontend.RATE == pytest.approx(lead - frontend.SPAN_MARGIN - half, abs=0.03)
+        assert len(seg) / frontend.RATE == pytest.approx(1.5 + 2 * (frontend.SPAN_MARGIN + half),
+                                                         abs=0.03)
+        segs[lead] = seg
+    # the same samples whatever silence was added before the voice; with none, within the
+    # frame that straddles the clip's start
+    assert len(segs[0.1]) == len(segs[1.0])
+    np.testing.assert_allclose(segs[0.1], segs[1.0], atol=1e-4)
+    assert abs(len(segs[0.0]) - len(segs[1.0])) <= frontend.HOP
+    flat = frontend.Speech(np.ones(320, np.float32), np.zeros(3, bool), 0.0)
+    assert flat.segment()[1] == 0 and len(flat.segment()[0]) == 320     # nothing to cut to
 
 
 def test_the_stats_of_a_real_clip_hold_under_the_recording_chain(shared_data):

@@ -356,3 +356,25 @@ def test_embed_gives_the_pooled_vector(encoder, clip):
     assert np.array_equal(v, whisper.pool(encoder.frames(clip, sr=16000)))
     with pytest.raises(ValueError, match="method must be one of"):
         embed(encoder, clip, sr=16000, method="maxmean_std")
+
+
+@needs_wheel
+def test_the_whisper_set_does_not_hear_silence_added_around_the_speech(clip, monkeypatch):
+    """Whisper's attention sees its whole input: the set encodes the speech span only, so
+    one second of digital silence at each end leaves the vector as it was (it moved it by
+    ~30 % of its norm when the whole clip was encoded)."""
+    from ser import features
+    monkeypatch.setenv(whisper.ENV_PATH, str(WHEEL_DIR))
+    pad = np.zeros(whisper.SAMPLE_RATE, np.float32)
+    whole = lambda z: features.extract_features(z, sr=whisper.SAMPLE_RATE,   # noqa: E731
+                                                sets=("whisper",))["whisper"]
+    a, b = whole(clip), whole(np.concatenate([pad, clip, pad]))
+    assert np.linalg.norm(a - b) < 0.01 * np.linalg.norm(a)
+    # the encoder itself does hear it: the frames of the same speech differ when encoded
+    # with the silence around them (what the span is for)
+    enc = whisper.WhisperEncoder(model_dir=WHEEL_DIR)
+    plain = enc.frames(clip, sr=whisper.SAMPLE_RATE)
+    skip = len(pad) // (2 * whisper.HOP)
+    padded = enc.frames(np.concatenate([pad, clip, pad]), sr=whisper.SAMPLE_RATE)
+    padded = padded[skip:skip + len(plain)]
+    assert np.linalg.norm(padded - plain) > 0.1 * np.linalg.norm(plain)
