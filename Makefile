@@ -40,10 +40,10 @@ data: setup
 tess: setup
 	$(PY) tess_pipeline.py
 
-# every feature set, then 2 augmented copies of the recommended set (training data only)
+# every feature set, then 4 augmented copies of the recommended set (training data only)
 features: setup
 	$(PY) create_features.py --feature all
-	$(PY) create_features.py --feature stats_whisper --augment 2
+	$(PY) create_features.py --feature stats_whisper --augment 4
 
 # an evaluation run of the improved CNN (reports in media/), then the shipped models on all the
 # data. The shipped recipes, their options and the files they save, are one table:

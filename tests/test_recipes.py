@@ -18,9 +18,9 @@ from conftest import ROOT
 # `--recipe NAME --all-data` must stand for exactly these, so the models re-train byte for byte
 BEFORE = {
     "cnn": "--model improved_cnn --all-data",
-    "recommended": "--model mlp --ensemble 5 --feature stats_whisper --augment 2 --all-data "
+    "recommended": "--model mlp --ensemble 5 --feature stats_whisper --augment 4 --all-data "
                    "--save models/emotion_mlp_stats_whisper.h5",
-    "adaptive": "--model mlp --ensemble 5 --feature stats_whisper --augment 2 --norm speaker "
+    "adaptive": "--model mlp --ensemble 5 --feature stats_whisper --augment 4 --norm speaker "
                 "--all-data "
                 "--save models/emotion_mlp_stats_whisper_speaker.h5",
 }
@@ -124,7 +124,7 @@ def test_only_the_shipped_recipes_write_media(argv, shipped, tmp_path):
 def test_options_beside_a_recipe_win_and_make_an_experiment():
     args, p = _plan(["--epochs", "3", "--recipe", "recommended", "--all-data"])
     assert (args.model, args.feature, args.ensemble, args.augment, args.epochs) == \
-        ("mlp", "stats_whisper", 5, 2, 3)
+        ("mlp", "stats_whisper", 5, 4, 3)
     assert p.recipe is None and p.epochs == 3
     assert p.notice.startswith("this run differs from the shipped recipe recommended "
                                "(--epochs 3): its model is models/runs/mlp_stats_whisper_all-data_")
