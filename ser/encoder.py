@@ -33,7 +33,7 @@ from ser import byols
 from ser.errors import SerError
 from ser.files import atomic_path, require_sha256
 from ser.paths import MODELS_DIR
-from ser.encoders import whisper
+from ser.encoders import WeightsError, whisper
 
 NAME = "byols_default512"
 """The encoder's name in feature parameters and sidecars."""
@@ -82,8 +82,9 @@ SOFTWARE.
 """
 
 
-class EncoderError(SerError, ValueError):
-    """The encoder's weights are missing or not the expected ones (one line naming the file)."""
+class EncoderError(WeightsError):
+    """The encoder's weights are missing or not the expected ones (one line naming the file):
+    the :class:`ser.encoders.WeightsError` of BYOL-S."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ from ser.audio import (
     check_samples,
     resample,
 )
-from ser.encoders import whisper
+from ser.encoders import Encoder, whisper
+from ser.encoders.byols import BYOLSEncoder
 
 STATS = ("mean", "std", "min", "max", "p10", "p50", "p90")
 # "stats" frames: MFCC 40 + deltas + delta-deltas, chroma 12, contrast 7, RMS, ZCR, spectral
@@ -113,8 +114,48 @@ class FeatureSet:
     compute: Callable[[Utterance], np.ndarray] | None = None   # cached sets
     parts: tuple[str, ...] = ()  # composite sets: the cached sets concatenated, in order
     params: dict = field(default_factory=lambda: FEATURE_PARAMS)  # what defines its values
-    encoder: bool = False        # needs the BYOL-S encoder's weights (ser/encoder.py)
     ready: Callable[[], None] | None = None   # checks (or fetches) what compute needs, once
+                                 # (a pretrained encoder's weights: encoder_set)
+
+
+class _Pooled:
+    """``compute`` of an encoder's set: the utterance's frames, pooled (picklable for the
+    extraction's worker processes)."""
+
+    def __init__(self, encoder: Encoder, pooling: str):
+        self.encoder, self.pooling = encoder, pooling
+
+    def __call__(self, u: Utterance) -> np.ndarray:
+        return self.encoder.pool(self.encoder.frames(u.y, sr=u.sr), method=self.pooling)
+
+
+def encoder_set(name: str, version: int, help: str, encoder: Encoder, *, pooling: str,
+                compute: Callable[[Utterance], np.ndarray] | None = None,
+                params: dict | None = None) -> FeatureSet:
+    """A table entry for a pretrained encoder (:class:`ser.encoders.Encoder`).
+
+    Parameters
+    ----------
+    name, version, help : see :class:`FeatureSet`.
+    encoder : Encoder
+        Its frames of the utterance, pooled by ``pooling``, are the set's values (unless
+        ``compute`` says otherwise); its parameters and the pooling define the set (caches,
+        sidecars: a model trained on other weights is refused); its weights are checked
+        once before an extraction (``ready``).
+    pooling : str, keyword-only
+        One of ``encoder.poolings``: the set's width.
+    compute : callable, optional, keyword-only
+        The set's own computation from the encoder's frames (Whisper's speech segment).
+    params : dict, optional, keyword-only
+        More parameters that define what ``compute`` does.
+    """
+    if pooling not in encoder.poolings:
+        raise ValueError(f"feature set {name}: pooling must be one of "
+                         f"{sorted(encoder.poolings)} for {encoder.name}; got {pooling!r}")
+    return FeatureSet(name, encoder.poolings[pooling], version, help,
+                      compute or _Pooled(encoder, pooling),
+                      params={**encoder.params(), "pooling": pooling, **(params or {})},
+                      ready=encoder.check_weights)
 
 
 def _mfcc(u: Utterance) -> np.ndarray:
@@ -151,20 +192,7 @@ def _whisper(u: Utterance) -> np.ndarray:
     return whisper.pool(frames[mask], method=WHISPER_POOLING)
 
 
-def _whisper_ready() -> None:
-    whisper.default_encoder().check_weights()
-
-
 WHISPER_POOLING = "mean_std"
-
-
-def _whisper_params() -> dict:
-    return {**whisper.WhisperEncoder().params(), "pooling": WHISPER_POOLING,
-            "speech_frontend": frontend.PARAMS, "span_margin": frontend.SPAN_MARGIN}
-
-
-def _byols(u: Utterance) -> np.ndarray:
-    return byols_encoder.vector(u.y, u.sr)
 
 
 def _pooled_stats(u: Utterance, *, mask: np.ndarray | None = None) -> np.ndarray:
@@ -222,8 +250,7 @@ def _table(*sets: FeatureSet) -> dict[str, FeatureSet]:
                 raise ValueError(f"feature set {s.name}: parts {bad} are not cached sets "
                                  f"listed before it")
             s = FeatureSet(s.name, sum(out[p].dim for p in s.parts), s.version, s.help,
-                           parts=s.parts, params=s.params,
-                           encoder=any(out[p].encoder for p in s.parts))
+                           parts=s.parts, params=s.params)
         elif s.compute is not None and s.dim <= 0:
             raise ValueError(f"feature set {s.name}: a computed set needs its dim")
         out[s.name] = s
@@ -240,11 +267,12 @@ SETS: dict[str, FeatureSet] = _table(
     FeatureSet("combined", 0, 2, "the three above", parts=("mfcc", "chroma", "contrast")),
     FeatureSet("stats", STATS_FRAME_DIM * len(STATS), 7, "pooled statistics", _stats,
                params={**FEATURE_PARAMS, "speech_frontend": frontend.PARAMS}),
-    FeatureSet("byols", byols_encoder.DIM, byols_encoder.VERSION, "the BYOL-S encoder",
-               _byols, params=byols_encoder.feature_params(), encoder=True),
+    encoder_set("byols", byols_encoder.VERSION, "the BYOL-S encoder", BYOLSEncoder(),
+                pooling=byols_encoder.POOLING),
     FeatureSet("stats_byols", 0, 3, "stats and byols", parts=("stats", "byols")),
-    FeatureSet("whisper", 768, 2, "Whisper tiny.en's encoder", _whisper,
-               params=_whisper_params(), ready=_whisper_ready),
+    encoder_set("whisper", 2, "Whisper tiny.en's encoder", whisper.default_encoder(),
+                pooling=WHISPER_POOLING, compute=_whisper,
+                params={"speech_frontend": frontend.PARAMS, "span_margin": frontend.SPAN_MARGIN}),
     FeatureSet("stats_whisper", 0, 2, "stats and whisper", parts=("stats", "whisper")),
     FeatureSet("stats_byols_whisper", 0, 2, "stats, byols and whisper",
                parts=("stats", "byols", "whisper")),
@@ -270,18 +298,15 @@ def parts_of(feature: str) -> tuple[str, ...]:
 
 
 def needs_encoder(feature: str) -> bool:
-    """Whether the set needs a pretrained encoder's weights (BYOL-S's, ser/encoder.py, or
-    another encoder's: a part with a ``ready`` check)."""
-    s = SETS.get(feature)
-    return bool(s and (s.encoder or any(SETS[p].ready for p in parts_of(feature))))
+    """Whether the set needs a pretrained encoder's weights (a part with a ``ready`` check:
+    :func:`encoder_set`)."""
+    return feature in SETS and any(SETS[p].ready for p in parts_of(feature))
 
 
 def make_ready(feature_sets) -> None:
     """Check (or fetch) once what the sets' computations need (an encoder's weights), so that
     a missing file is one line before the work rather than an error per file."""
     need = {p for f in feature_sets for p in parts_of(f)}
-    if any(SETS[p].encoder for p in need):
-        byols_encoder.check_ready()
     for p in sorted(need):
         if SETS[p].ready is not None:
             SETS[p].ready()

@@ -174,6 +174,26 @@ def test_feature_table_and_params():
     assert ser.features.needs_encoder("stats_byols") and not ser.features.needs_encoder("combined")
 
 
+def test_byols_is_an_encoder_of_the_protocol(weights):
+    """BYOL-S behind ser.encoders.Encoder: its frames pooled are the byols set's values, its
+    parameters and the pooling are the set's, a missing file is its WeightsError."""
+    from ser.encoders import Encoder, WeightsError, embed
+    from ser.encoders.byols import BYOLSEncoder
+    enc = BYOLSEncoder()
+    assert isinstance(enc, Encoder) and (enc.dim, enc.sample_rate) == (512, 16000)
+    enc.check_weights()
+    y = (0.1 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050)).astype(np.float32)
+    frames = enc.frames(y, sr=22050)
+    assert frames.shape[1] == 512 and frames.dtype == np.float32 and np.all(frames >= 0)
+    np.testing.assert_array_equal(embed(enc, y, sr=22050, method=encoder.POOLING),
+                                  ser.features.extract_features(y, sets=("byols",))["byols"])
+    assert {**enc.params(), "pooling": encoder.POOLING, "feature": "byols", "dim": 1024,
+            "version": ser.features.FEATURE_VERSIONS["byols"]} == \
+        ser.features.feature_params("byols")
+    with pytest.raises(WeightsError, match="weights not found"):
+        BYOLSEncoder(path=Path("/nonexistent/byols.npz")).check_weights()
+
+
 @needs_data
 def test_byols_vectors_of_real_files(weights):
     for path in (_ravdess(1, 5), _ravdess(2, 3, song=True), _tess("YAF", 3)):

@@ -127,6 +127,71 @@ def test_a_new_feature_set_is_one_table_entry(tmp_path):
     assert [r["feature"] for r in rec] == ["rms_level"]
 
 
+LEVELS_MODULE = '''\
+"""A third encoder: the RMS level of each 20 ms frame (no weights)."""
+import numpy as np
+
+
+class LevelEncoder:
+    name = "levels"
+    dim = 1
+    sample_rate = 16000
+    poolings = {"mean": 1, "mean_max": 2}
+
+    def params(self):
+        return {"encoder": self.name, "frame_ms": 20}
+
+    def check_weights(self):
+        pass
+
+    def frames(self, y, *, sr):
+        n = sr // 50
+        f = np.asarray(y, np.float64)[: len(y) // n * n].reshape(-1, n)
+        return np.sqrt(np.mean(f * f, axis=1))[:, None].astype(np.float32)
+
+    def pool(self, frames, *, method):
+        parts = [frames.mean(axis=0)] + ([frames.max(axis=0)] if method == "mean_max" else [])
+        return np.concatenate(parts).astype(np.float32)
+'''
+
+
+def test_a_third_encoder_is_one_module_and_one_table_entry(tmp_path):
+    """An encoder implementing ser.encoders.Encoder, in its own module, and one encoder_set
+    entry: extraction, its parameters in the features and the sidecar, training and
+    prediction follow with the unchanged scripts."""
+    repo = _copy(tmp_path)
+    (repo / "ser" / "encoders" / "levels.py").write_text(LEVELS_MODULE)
+    _insert_after(repo / "ser" / "features.py", "from ser.encoders.byols import BYOLSEncoder",
+                  "from ser.encoders.levels import LevelEncoder\n")
+    _insert_after(repo / "ser" / "features.py", "pooling=byols_encoder.POOLING),", """\
+            encoder_set("levels", 1, "frame levels", LevelEncoder(), pooling="mean_max"),
+    """)
+    feats = tmp_path / "features"
+    amps = _tones(feats, range(1, 6), amplitude=lambda a, e: 0.05 * a + 0.01 * e)
+    assert "levels (frame levels, 2)" in " ".join(_run(repo, "create_features.py",
+                                                       "--help").stdout.split())
+    assert _run(repo, "create_features.py", "--feature", "levels", "--features-dir",
+                str(feats), "--jobs", "2", "--quiet").returncode == 0
+    d = joblib.load(feats / "features_levels.joblib")
+    assert d["X"].shape == (40, 2)
+    assert d["params"] == {"feature": "levels", "dim": 2, "version": 1, "encoder": "levels",
+                           "frame_ms": 20, "pooling": "mean_max"}
+    # a sine of amplitude a: every 20 ms frame's RMS is a / sqrt(2) (within a part cycle)
+    want = np.array([amps[p] for p in d["meta"]["path"]]) / np.sqrt(2)
+    np.testing.assert_allclose(d["X"][:, 0], want, rtol=0.02)
+    assert np.all(d["X"][:, 1] >= d["X"][:, 0])
+    out, media = tmp_path / "levels.h5", tmp_path / "media"
+    p = _run(repo, "neural_network.py", "--model", "mlp", "--feature", "levels", "--all-data",
+             "--subset", "speech", "--epochs", "2", "--features-dir", str(feats),
+             "--media-dir", str(media), "--save", str(out), "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(out.with_suffix(".json").read_text())["feature_params"] == d["params"]
+    p = _run(repo, "live_predictions.py", "--model", str(out), "--json",
+             str(feats / "Actor_01" / "03-01-05-01-01-01-01.wav"))
+    assert p.returncode == 0, p.stderr
+    assert len(json.loads(p.stdout)["probabilities"]) == 8
+
+
 def test_a_new_corpus_is_one_table_entry(tmp_path):
     feats = tmp_path / "features"
     _tones(feats, range(1, 5))            # RAVDESS speech actors

@@ -3,14 +3,16 @@
 An encoder turns a clip into a matrix of frame vectors, and a pooling turns that matrix into one
 utterance vector that a feature set stores and a model is trained on. Everything a feature set,
 the extraction, a model's sidecar and the predictor need to know about an encoder is in the
-:class:`Encoder` protocol below, so that a new encoder is one module implementing it (and one
-entry in the feature-set table).
+:class:`Encoder` protocol below, so that a new encoder is one module implementing it and one
+``ser.features.encoder_set(name, version, help, encoder, pooling=...)`` entry in the
+feature-set table (``tests/test_extending.py`` adds a third one so).
 
 Implementations
 ---------------
 - :mod:`ser.encoders.whisper`: Whisper tiny.en's encoder (OpenAI, MIT) run by CTranslate2, on
   Whisper's log-mel of the clip's own length: (n_frames, 384) frames.
-- BYOL-S (``ser.byols`` / ``ser.encoder``, numpy; (n_frames, 512) frames) is to implement it too.
+- :mod:`ser.encoders.byols`: BYOL-S (SERAB, MIT), the numpy port of :mod:`ser.byols` with the
+  weights :mod:`ser.encoder` converts into ``models/``: (n_frames, 512) frames.
 
 The protocol
 ------------
