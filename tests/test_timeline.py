@@ -456,7 +456,10 @@ def test_long_file_in_bounded_memory(recording, tmp_path):
     assert grow_max < 150, m              # an hour judged whole took 7 GB with this model
     if m["hwm_reset"]:
         assert m["hwm_mb"] - m["base_rss_mb"] < 150, m      # the timeline's own peak
-        assert m["hwm_mb"] - m["at5min_mb"] < 25, m         # and it does not grow with length
+        # and it does not grow with length: the peak over the last 20 minutes against the
+        # peak over the first 5 (the longest segment's encoding sets either: 18-26 MB apart
+        # here; an hour judged whole grew by GBs)
+        assert m["hwm_mb"] - m["at5min_mb"] < 50, m
 
 
 # --------------------------------------------------------------------------------------------
