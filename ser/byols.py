@@ -689,6 +689,31 @@ def default_encoder() -> Encoder:
     return Encoder.from_checkpoint()
 
 
+def clip_frames(y: np.ndarray, *, sr: int, encoder: Encoder | None = None) -> np.ndarray:
+    """The encoder's frames of one clip: resample to 16 kHz, log-mel, normalise, frames.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio at ``sr``; at least :data:`MIN_SAMPLES` samples once at 16 kHz.
+    sr : int, keyword-only
+        Its sample rate (resampled with ``ser.audio.resample``, soxr_hq, if not 16000).
+    encoder : Encoder, keyword-only
+        Default :func:`default_encoder` (downloads the checkpoint once if needed).
+
+    Returns
+    -------
+    frames : np.ndarray, shape (n_frames, EMBED_DIM), float32
+    """
+    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
+        raise ValueError(f"{__name__}.clip_frames: sr must be a positive int; got {sr!r}")
+    y = _check_signal(y, where="clip_frames")
+    if sr != SAMPLE_RATE:
+        y = resample(y, int(sr), sr=SAMPLE_RATE)
+    enc = encoder if encoder is not None else default_encoder()
+    return enc.frames(normalise(log_mel(y, sr=SAMPLE_RATE)))
+
+
 def embed(y: np.ndarray, *, sr: int, method: str = "maxmean_std",
           encoder: Encoder | None = None) -> np.ndarray:
     """One utterance vector: resample to 16 kHz, log-mel, normalise, frames, pool.
@@ -708,16 +733,10 @@ def embed(y: np.ndarray, *, sr: int, method: str = "maxmean_std",
     -------
     vector : np.ndarray, shape (POOLINGS[method],), float32
     """
-    if not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise ValueError(f"{__name__}.embed: sr must be a positive int; got {sr!r}")
     if method not in POOLINGS:
         raise ValueError(f"{__name__}.embed: method must be one of {sorted(POOLINGS)}; got "
                          f"{method!r}")
-    y = _check_signal(y, where="embed")
-    if sr != SAMPLE_RATE:
-        y = resample(y, int(sr), sr=SAMPLE_RATE)
-    enc = encoder if encoder is not None else default_encoder()
-    return pool(enc.frames(normalise(log_mel(y, sr=SAMPLE_RATE))), method=method)
+    return pool(clip_frames(y, sr=sr, encoder=encoder), method=method)
 
 
 # --------------------------------------------------------------------------------------------

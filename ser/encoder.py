@@ -231,12 +231,6 @@ def load_encoder(path: str | os.PathLike | None = None) -> byols.Encoder:
     return _encoder_at(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def check_ready() -> None:
-    """Raise :class:`EncoderError` (one line) now if the weights cannot be used: callers that
-    are about to extract ``byols`` for thousands of files check once instead."""
-    load_encoder()
-
-
 def vector(y: np.ndarray, sr: int) -> np.ndarray:
     """The ``byols`` vector of one utterance: resampled to 16 kHz (soxr_hq), BYOL-S's log-mel,
     normalised, the encoder's frames, pooled (:data:`POOLING`). Shape (:data:`DIM`,), float32."""

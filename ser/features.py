@@ -44,7 +44,7 @@ from ser.audio import (
     check_samples,
     resample,
 )
-from ser.encoders import Encoder, whisper
+from ser.encoders import Encoder, embed, whisper
 from ser.encoders.byols import BYOLSEncoder
 
 STATS = ("mean", "std", "min", "max", "p10", "p50", "p90")
@@ -126,7 +126,7 @@ class _Pooled:
         self.encoder, self.pooling = encoder, pooling
 
     def __call__(self, u: Utterance) -> np.ndarray:
-        return self.encoder.pool(self.encoder.frames(u.y, sr=u.sr), method=self.pooling)
+        return embed(self.encoder, u.y, sr=u.sr, method=self.pooling)
 
 
 def encoder_set(name: str, version: int, help: str, encoder: Encoder, *, pooling: str,

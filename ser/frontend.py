@@ -48,8 +48,8 @@ PARAMS = {"frontend": VERSION, "rate": RATE, "frame": FRAME, "hop": HOP,
           "target_dbfs": TARGET_DBFS, "max_gain_db": MAX_GAIN_DB,
           "speech_range_db": SPEECH_RANGE_DB, "above_floor_db": ABOVE_FLOOR_DB,
           "active_range_db": ACTIVE_RANGE_DB}
-"""(:data:`SPAN_MARGIN` is a parameter of the sets that use :meth:`Speech.segment`.)"""
-"""What defines the front end: part of every learned set's parameters (caches, sidecars)."""
+"""What defines the front end: part of every learned set's parameters (caches, sidecars);
+:data:`SPAN_MARGIN` is a parameter of the sets that use :meth:`Speech.segment`."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import numpy as np
 
 from ser import byols
 from ser import encoder as weights
-from ser.audio import resample
 
 NAME = weights.NAME
 DIM = byols.EMBED_DIM
@@ -58,15 +57,9 @@ class BYOLSEncoder:
         weights.load_encoder(self.path)
 
     def frames(self, y: np.ndarray, *, sr: int) -> np.ndarray:
-        """Frames of one clip: resampled to 16 kHz (soxr_hq), BYOL-S's log-mel, normalised,
-        the encoder. Shape (n_frames, 512), float32."""
-        if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
-            raise ValueError(f"BYOLSEncoder.frames: sr must be a positive int; got {sr!r}")
-        y = byols._check_signal(y, where="BYOLSEncoder.frames")
-        if sr != SAMPLE_RATE:
-            y = resample(y, int(sr), sr=SAMPLE_RATE)
-        logmel = byols.normalise(byols.log_mel(y, sr=SAMPLE_RATE))
-        return weights.load_encoder(self.path).frames(logmel)
+        """Frames of one clip (:func:`ser.byols.clip_frames` with these weights): resampled to
+        16 kHz (soxr_hq), BYOL-S's log-mel, normalised, the encoder. Shape (n_frames, 512)."""
+        return byols.clip_frames(y, sr=sr, encoder=weights.load_encoder(self.path))
 
     def pool(self, frames: np.ndarray, *, method: str = weights.POOLING) -> np.ndarray:
         """See :func:`ser.byols.pool`."""
